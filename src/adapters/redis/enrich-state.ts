@@ -1,0 +1,235 @@
+/**
+ * Per-pin enrichment state in Redis. Every state change is one Lua script, so a change and the
+ * bookkeeping that goes with it (dedup marker, generation counter, dirty mark) happen together
+ * or not at all.
+ *
+ * Keys (P = configured prefix; {pin} is a hash tag so one pin's keys share a cluster slot):
+ *   P pin:{id}            hash: pin (JSON), caption (JSON), etime, deleted, gen, engagements, ver, hash
+ *   P pin:{id}:boards     zset: folded board title -> saves
+ *   P pin:{id}:queries    zset: folded query -> search engagements
+ *   P pin:{id}:newq       set: folded queries not yet published as relevance pairs
+ *   P pin:{id}:evt:<eid>  string with TTL: engagement event already counted
+ *   P doc:{id}            string: the last published enriched document (read by the score worker)
+ *   P dirty:<partition>   zset: pin id -> ms when it first changed since its last flush
+ *
+ * Flushing protocol (no lock needed): read state together with `gen`; publish; then
+ * `commitFlush` records the new hash/version and removes the dirty mark only if `gen` is
+ * unchanged, so a change that raced the flush is flushed again next time.
+ */
+import type { Redis } from 'ioredis';
+import type { CaptionState, PinFields } from '../../core/document.js';
+
+// KEYS: 1 pin hash, 2 boards, 3 queries, 4 newq, 5 dirty
+// ARGV: 1 pin id, 2 event time ms, 3 type (created|updated|deleted), 4 pin JSON, 5 now ms
+// Returns 1 when applied, 0 when older than the state (stale, ignored).
+const APPLY_PIN = `
+local last = tonumber(redis.call('HGET', KEYS[1], 'etime') or '-1')
+if tonumber(ARGV[2]) < last then return 0 end
+if ARGV[3] == 'deleted' then
+  redis.call('HSET', KEYS[1], 'deleted', '1', 'etime', ARGV[2], 'engagements', 0)
+  redis.call('HDEL', KEYS[1], 'pin', 'caption')
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+else
+  redis.call('HSET', KEYS[1], 'pin', ARGV[4], 'etime', ARGV[2], 'deleted', '0')
+end
+redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('ZADD', KEYS[5], 'NX', ARGV[5], ARGV[1])
+return 1
+`;
+
+// KEYS: 1 event marker, 2 pin hash, 3 counted zset (boards or queries), 4 newq, 5 dirty
+// ARGV: 1 marker TTL s, 2 folded text, 3 pin id, 4 now ms, 5 '1' to remember new queries for pairs
+// Returns 0 for a duplicate event, -1 for a deleted pin (ignored), else the text's new count.
+const APPLY_ENGAGEMENT = `
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+if redis.call('HGET', KEYS[2], 'deleted') == '1' then return -1 end
+local n = tonumber(redis.call('ZINCRBY', KEYS[3], 1, ARGV[2]))
+redis.call('HINCRBY', KEYS[2], 'engagements', 1)
+redis.call('HINCRBY', KEYS[2], 'gen', 1)
+if ARGV[5] == '1' and n == 1 then redis.call('SADD', KEYS[4], ARGV[2]) end
+redis.call('ZADD', KEYS[5], 'NX', ARGV[4], ARGV[3])
+return n
+`;
+
+// KEYS: 1 pin hash, 2 dirty
+// ARGV: 1 caption JSON (stable fields only), 2 pin id, 3 now ms
+// Returns 1 when the caption changed, 0 when identical, -1 for a deleted pin.
+const APPLY_CAPTION = `
+if redis.call('HGET', KEYS[1], 'deleted') == '1' then return -1 end
+if redis.call('HGET', KEYS[1], 'caption') == ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'caption', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[2])
+return 1
+`;
+
+// KEYS: 1 pin hash, 2 dirty, 3 doc key, 4 newq
+// ARGV: 1 pin id, 2 gen read before publishing, 3 new content hash ('' = nothing published),
+//       4 new version, 5 document JSON ('' = tombstone: delete the doc), 6.. published queries
+// Returns 1 when the dirty mark was cleared, 0 when the pin changed meanwhile (still dirty).
+const COMMIT_FLUSH = `
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'hash', ARGV[3], 'ver', ARGV[4])
+  if ARGV[5] == '' then redis.call('DEL', KEYS[3]) else redis.call('SET', KEYS[3], ARGV[5]) end
+end
+for i = 6, #ARGV do redis.call('SREM', KEYS[4], ARGV[i]) end
+if (redis.call('HGET', KEYS[1], 'gen') or '') == ARGV[2] then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 1
+end
+return 0
+`;
+
+export interface StoredPin {
+  pinId: string;
+  gen: string;
+  deleted: boolean;
+  pin: PinFields | null;
+  caption: CaptionState | null;
+  engagements: number;
+  version: number;
+  hash: string;
+  boards: Array<{ text: string; count: number }>;
+  queries: Array<{ text: string; count: number }>;
+  newQueries: string[];
+}
+
+export interface EngagementChange {
+  pinId: string;
+  eventId: string;
+  kind: 'board' | 'query';
+  text: string;
+  partition: number;
+}
+
+export interface EnrichStore {
+  applyPin(partition: number, pinId: string, eventTimeMs: number, type: 'created' | 'updated' | 'deleted', pin: PinFields | null, nowMs: number): Promise<boolean>;
+  /** Apply many engagement events in one round trip; returns per event: 0 duplicate, -1 ignored, else new count. */
+  applyEngagements(changes: EngagementChange[], nowMs: number): Promise<number[]>;
+  applyCaption(partition: number, pinId: string, caption: CaptionState, nowMs: number): Promise<number>;
+  /** Pins of `partition` dirty since at most `dueBeforeMs`, oldest first. */
+  duePins(partition: number, dueBeforeMs: number, limit: number): Promise<string[]>;
+  readPins(pinIds: string[], topK: number): Promise<StoredPin[]>;
+  commitFlush(partition: number, pin: StoredPin, published: { hash: string; version: number; doc: string | null } | null, queries: string[]): Promise<boolean>;
+  /** The last published document of a pin, or null. */
+  getDocument(pinId: string): Promise<string | null>;
+  /** Exact counts, for tests and `pinrich enrich inspect`. */
+  counts(pinId: string): Promise<{ boards: Record<string, number>; queries: Record<string, number>; engagements: number }>;
+}
+
+export function createRedisEnrichStore(redis: Redis, prefix: string, dedupTtlSeconds: number, minePairs: boolean): EnrichStore {
+  const pinKey = (id: string) => `${prefix}pin:{${id}}`;
+  const dirtyKey = (partition: number) => `${prefix}dirty:${partition}`;
+  const docKey = (id: string) => `${prefix}doc:{${id}}`;
+
+  const parseCounts = (flat: string[]) => {
+    const out: Array<{ text: string; count: number }> = [];
+    for (let i = 0; i < flat.length; i += 2) out.push({ text: flat[i]!, count: Number(flat[i + 1]) });
+    return out;
+  };
+
+  return {
+    async applyPin(partition, pinId, eventTimeMs, type, pin, nowMs) {
+      const k = pinKey(pinId);
+      const r = await redis.eval(APPLY_PIN, 5, k, `${k}:boards`, `${k}:queries`, `${k}:newq`, dirtyKey(partition), pinId, eventTimeMs, type, pin ? JSON.stringify(pin) : '', nowMs);
+      return Number(r) === 1;
+    },
+    async applyEngagements(changes, nowMs) {
+      if (changes.length === 0) return [];
+      const pipe = redis.pipeline();
+      for (const c of changes) {
+        const k = pinKey(c.pinId);
+        pipe.eval(
+          APPLY_ENGAGEMENT,
+          5,
+          `${k}:evt:${c.eventId}`,
+          k,
+          c.kind === 'board' ? `${k}:boards` : `${k}:queries`,
+          `${k}:newq`,
+          dirtyKey(c.partition),
+          dedupTtlSeconds,
+          c.text,
+          c.pinId,
+          nowMs,
+          minePairs && c.kind === 'query' ? '1' : '0',
+        );
+      }
+      const results = (await pipe.exec()) ?? [];
+      return results.map(([err, value]) => {
+        if (err) throw err;
+        return Number(value);
+      });
+    },
+    async applyCaption(partition, pinId, caption, nowMs) {
+      return Number(await redis.eval(APPLY_CAPTION, 2, pinKey(pinId), dirtyKey(partition), JSON.stringify(caption), pinId, nowMs));
+    },
+    async duePins(partition, dueBeforeMs, limit) {
+      return redis.zrangebyscore(dirtyKey(partition), '-inf', dueBeforeMs, 'LIMIT', 0, limit);
+    },
+    async readPins(pinIds, topK) {
+      if (pinIds.length === 0) return [];
+      const pipe = redis.pipeline();
+      for (const id of pinIds) {
+        const k = pinKey(id);
+        pipe.hgetall(k);
+        pipe.zrange(`${k}:boards`, '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, topK, 'WITHSCORES');
+        pipe.zrange(`${k}:queries`, '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, topK, 'WITHSCORES');
+        pipe.smembers(`${k}:newq`);
+      }
+      const res = (await pipe.exec()) ?? [];
+      const value = (i: number) => {
+        const [err, v] = res[i]!;
+        if (err) throw err;
+        return v;
+      };
+      return pinIds.map((pinId, n) => {
+        const h = value(n * 4) as Record<string, string>;
+        return {
+          pinId,
+          gen: h.gen ?? '',
+          deleted: h.deleted === '1',
+          pin: h.pin ? (JSON.parse(h.pin) as PinFields) : null,
+          caption: h.caption ? (JSON.parse(h.caption) as CaptionState) : null,
+          engagements: Number(h.engagements ?? 0),
+          version: Number(h.ver ?? 0),
+          hash: h.hash ?? '',
+          boards: parseCounts(value(n * 4 + 1) as string[]),
+          queries: parseCounts(value(n * 4 + 2) as string[]),
+          newQueries: (value(n * 4 + 3) as string[]).sort(),
+        };
+      });
+    },
+    async commitFlush(partition, pin, published, queries) {
+      const k = pinKey(pin.pinId);
+      const r = await redis.eval(
+        COMMIT_FLUSH,
+        4,
+        k,
+        dirtyKey(partition),
+        docKey(pin.pinId),
+        `${k}:newq`,
+        pin.pinId,
+        pin.gen,
+        published?.hash ?? '',
+        published?.version ?? 0,
+        published?.doc ?? '',
+        ...queries,
+      );
+      return Number(r) === 1;
+    },
+    getDocument: (pinId) => redis.get(docKey(pinId)),
+    async counts(pinId) {
+      const k = pinKey(pinId);
+      const [boards, queries, engagements] = await Promise.all([
+        redis.zrange(`${k}:boards`, 0, -1, 'WITHSCORES'),
+        redis.zrange(`${k}:queries`, 0, -1, 'WITHSCORES'),
+        redis.hget(k, 'engagements'),
+      ]);
+      return {
+        boards: Object.fromEntries(parseCounts(boards).map((c) => [c.text, c.count])),
+        queries: Object.fromEntries(parseCounts(queries).map((c) => [c.text, c.count])),
+        engagements: Number(engagements ?? 0),
+      };
+    },
+  };
+}

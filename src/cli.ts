@@ -1,0 +1,126 @@
+/**
+ * The `pinrich` command: entry point and composition root for the CLI.
+ *
+ *   pinrich stack up|down|status       local Kafka + Redis + S3 (no Docker)
+ *   pinrich topics create              every topic and its dead-letter twin
+ *   pinrich run <caption|enrich|all>   run workers until SIGTERM/SIGINT
+ *   pinrich demo [--pins N] [--events N] [--summary FILE]
+ *   pinrich model-server [--port N]    the stand-in OpenAI-compatible server
+ *   pinrich config show|doc            effective config (secrets masked) | README table
+ */
+import { Kafka, logLevel } from 'kafkajs';
+import { createTopics } from './adapters/kafka/admin.js';
+import { startApp, WORKER_NAMES, type WorkerName } from './app.js';
+import { ConfigError, configTable, loadConfig, redactConfig } from './config.js';
+import { runDemo } from './demo/run.js';
+import { describeError } from './errors.js';
+import { main as modelServerMain } from './model-server/main.js';
+import { createLogger } from './runtime/log.js';
+import { stackDown, stackStatus, stackUp } from './stack/index.js';
+
+const USAGE = `usage: pinrich <command>
+  stack up|down|status              local Kafka (KRaft), Redis and S3 (s3rver), no Docker
+  topics create                     create every topic and its .dlq twin (idempotent)
+  run <${WORKER_NAMES.join('|')}|all>          run workers until SIGTERM/SIGINT
+  demo [--pins N] [--events N] [--summary FILE]
+                                    the main job end to end on the local stack
+  model-server [--port N] [--latency-ms N]
+                                    the stand-in OpenAI-compatible model server
+  config show|doc                   effective configuration (secrets masked) | option table`;
+
+const out = (line: string) => process.stdout.write(line + '\n');
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new Error(`${name} needs a value`);
+  return v;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, sub, ...rest] = argv;
+  switch (cmd) {
+    case 'stack': {
+      const log = (l: string) => out(l);
+      if (sub === 'up') {
+        const e = await stackUp({ log });
+        out(JSON.stringify(e, null, 2));
+        return 0;
+      }
+      if (sub === 'down') {
+        await stackDown({ log });
+        return 0;
+      }
+      if (sub === 'status') {
+        const s = await stackStatus();
+        out(JSON.stringify(s, null, 2));
+        return s.up ? 0 : 1;
+      }
+      break;
+    }
+    case 'topics': {
+      if (sub !== 'create') break;
+      const config = loadConfig();
+      const kafka = new Kafka({ clientId: config.kafkaClientId, brokers: [...config.kafkaBrokers], logLevel: logLevel.ERROR });
+      const created = await createTopics(kafka, config);
+      out(created.length ? `created: ${created.join(', ')}` : 'all topics exist');
+      return 0;
+    }
+    case 'run': {
+      const which: WorkerName[] = sub === 'all' ? [...WORKER_NAMES] : WORKER_NAMES.includes(sub as WorkerName) ? [sub as WorkerName] : [];
+      if (which.length === 0) break;
+      const config = loadConfig();
+      const log = createLogger(config.logLevel);
+      log.info('starting', { workers: which, config: redactConfig(config) });
+      const app = await startApp(config, which, log);
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          log.info('signal received; draining', { signal });
+          resolve();
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+      await app.stop();
+      return 0;
+    }
+    case 'demo': {
+      const args = [sub, ...rest].filter((a): a is string => a !== undefined);
+      await runDemo({
+        pins: Number(flag(args, '--pins') ?? 1_200),
+        events: Number(flag(args, '--events') ?? 24_000),
+        summaryFile: flag(args, '--summary'),
+        out,
+      });
+      return 0;
+    }
+    case 'model-server':
+      await modelServerMain([sub, ...rest].filter((a): a is string => a !== undefined));
+      return -1; // keeps running until a signal
+    case 'config': {
+      if (sub === 'show') {
+        out(JSON.stringify(redactConfig(loadConfig()), null, 2));
+        return 0;
+      }
+      if (sub === 'doc') {
+        out(configTable());
+        return 0;
+      }
+      break;
+    }
+  }
+  process.stderr.write(USAGE + '\n');
+  return 2;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (err: unknown) => {
+    if (err instanceof ConfigError) process.stderr.write(err.message + '\n');
+    else process.stderr.write(`pinrich: ${describeError(err)}\n`);
+    process.exit(1);
+  },
+);

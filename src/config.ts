@@ -1,0 +1,182 @@
+/**
+ * The one place that reads the environment. Every option is declared once below (environment
+ * variable, zod type, default, doc, secret flag); `loadConfig` parses them all, reports every
+ * problem at once by variable name, and returns a deep-frozen object. The README's
+ * configuration table is generated from the same list (`pinrich config doc`).
+ *
+ * Sources, later wins: defaults, the JSON file named by PINRICH_CONFIG_FILE (keys are the
+ * variable names), the environment.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
+const list = z.string().transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
+const str = z.string().min(1);
+const optStr = z.string().optional();
+
+interface Option<T extends z.ZodType = z.ZodType> {
+  env: string;
+  type: T;
+  default?: string;
+  doc: string;
+  secret?: boolean;
+}
+const opt = <T extends z.ZodType>(o: Option<T>) => o;
+
+/** Every option pinrich has. Keep docs short; they become the README table. */
+export const OPTIONS = {
+  // Kafka
+  kafkaBrokers: opt({ env: 'PINRICH_KAFKA_BROKERS', type: list, default: '127.0.0.1:9092', doc: 'Comma-separated bootstrap brokers' }),
+  kafkaClientId: opt({ env: 'PINRICH_KAFKA_CLIENT_ID', type: str, default: 'pinrich', doc: 'Kafka client id' }),
+  kafkaSsl: opt({ env: 'PINRICH_KAFKA_SSL', type: bool, default: 'false', doc: 'Use TLS to the brokers' }),
+  kafkaSaslMechanism: opt({ env: 'PINRICH_KAFKA_SASL_MECHANISM', type: z.enum(['none', 'plain', 'scram-sha-256', 'scram-sha-512']), default: 'none', doc: 'SASL mechanism' }),
+  kafkaSaslUsername: opt({ env: 'PINRICH_KAFKA_SASL_USERNAME', type: optStr, doc: 'SASL user name' }),
+  kafkaSaslPassword: opt({ env: 'PINRICH_KAFKA_SASL_PASSWORD', type: optStr, doc: 'SASL password', secret: true }),
+  topicPrefix: opt({ env: 'PINRICH_TOPIC_PREFIX', type: z.string(), default: '', doc: 'Prefix for every topic name (tests use a random one)' }),
+  topicPartitions: opt({ env: 'PINRICH_TOPIC_PARTITIONS', type: int(1, 1024), default: '4', doc: 'Partitions for `topics create` (all enrich inputs share it: co-partitioning)' }),
+  topicReplication: opt({ env: 'PINRICH_TOPIC_REPLICATION', type: int(1, 16), default: '1', doc: 'Replication factor for `topics create`' }),
+  groupPrefix: opt({ env: 'PINRICH_GROUP_PREFIX', type: z.string(), default: 'pinrich', doc: 'Consumer group id prefix; group = <prefix>.<worker>' }),
+  maxRecordBytes: opt({ env: 'PINRICH_MAX_RECORD_BYTES', type: int(1_024, 16 * 1024 * 1024), default: String(256 * 1024), doc: 'Larger input records are dead-lettered as oversized_record' }),
+  // Redis
+  redisUrl: opt({ env: 'PINRICH_REDIS_URL', type: str, default: 'redis://127.0.0.1:6379', doc: 'Redis URL (redis:// or rediss:// for TLS; may hold a password)', secret: true }),
+  redisKeyPrefix: opt({ env: 'PINRICH_REDIS_PREFIX', type: z.string(), default: 'pinrich:', doc: 'Prefix of every Redis key' }),
+  // S3
+  s3Endpoint: opt({ env: 'PINRICH_S3_ENDPOINT', type: optStr, doc: 'S3 endpoint URL; unset means AWS' }),
+  s3Region: opt({ env: 'PINRICH_S3_REGION', type: str, default: 'us-east-1', doc: 'S3 region' }),
+  s3Bucket: opt({ env: 'PINRICH_S3_BUCKET', type: str, default: 'pinrich', doc: 'Bucket for label dumps' }),
+  s3Prefix: opt({ env: 'PINRICH_S3_PREFIX', type: z.string(), default: '', doc: 'Key prefix inside the bucket' }),
+  s3ForcePathStyle: opt({ env: 'PINRICH_S3_FORCE_PATH_STYLE', type: bool, default: 'true', doc: 'Path-style addressing (needed by s3rver/MinIO)' }),
+  // Vision model (captions)
+  vlmBaseUrl: opt({ env: 'PINRICH_VLM_BASE_URL', type: optStr, doc: 'OpenAI-compatible base URL of the VLM; unset = the built-in stand-in server (demo only)' }),
+  vlmApiKey: opt({ env: 'PINRICH_VLM_API_KEY', type: z.string(), default: 'not-needed', doc: 'API key for the VLM', secret: true }),
+  vlmModel: opt({ env: 'PINRICH_VLM_MODEL', type: str, default: 'pinrich-standin-vlm', doc: 'VLM model name' }),
+  vlmMaxTokens: opt({ env: 'PINRICH_VLM_MAX_TOKENS', type: int(8, 1024), default: '80', doc: 'Caption length limit in tokens' }),
+  vlmConcurrency: opt({ env: 'PINRICH_VLM_CONCURRENCY', type: int(1, 1024), default: '16', doc: 'In-flight caption requests per worker' }),
+  vlmRequestsPerSecond: opt({ env: 'PINRICH_VLM_RPS', type: num(0, 1e6), default: '0', doc: 'Shared request-rate limit across instances (0 = none)' }),
+  vlmTokensPerMinute: opt({ env: 'PINRICH_VLM_TPM', type: num(0, 1e9), default: '0', doc: 'Shared token-rate limit across instances (0 = none)' }),
+  // Teacher LLM (scores)
+  teacherBaseUrl: opt({ env: 'PINRICH_TEACHER_BASE_URL', type: optStr, doc: 'OpenAI-compatible base URL of the teacher; unset = the built-in stand-in server (demo only)' }),
+  teacherApiKey: opt({ env: 'PINRICH_TEACHER_API_KEY', type: z.string(), default: 'not-needed', doc: 'API key for the teacher', secret: true }),
+  teacherModel: opt({ env: 'PINRICH_TEACHER_MODEL', type: str, default: 'pinrich-standin-teacher', doc: 'Teacher model name' }),
+  teacherConcurrency: opt({ env: 'PINRICH_TEACHER_CONCURRENCY', type: int(1, 4096), default: '64', doc: 'In-flight teacher requests per worker' }),
+  teacherRequestsPerSecond: opt({ env: 'PINRICH_TEACHER_RPS', type: num(0, 1e6), default: '0', doc: 'Shared request-rate limit (0 = none)' }),
+  teacherTokensPerMinute: opt({ env: 'PINRICH_TEACHER_TPM', type: num(0, 1e9), default: '0', doc: 'Shared token-rate limit (0 = none)' }),
+  // Model calls
+  modelTimeoutMs: opt({ env: 'PINRICH_MODEL_TIMEOUT_MS', type: int(100, 600_000), default: '30000', doc: 'Per-request timeout' }),
+  modelMaxAttempts: opt({ env: 'PINRICH_MODEL_MAX_ATTEMPTS', type: int(1, 20), default: '5', doc: 'Attempts per model call (429/5xx/timeouts)' }),
+  modelBackoffBaseMs: opt({ env: 'PINRICH_MODEL_BACKOFF_BASE_MS', type: int(1, 60_000), default: '200', doc: 'First backoff; doubles per attempt, full jitter' }),
+  modelBackoffMaxMs: opt({ env: 'PINRICH_MODEL_BACKOFF_MAX_MS', type: int(1, 600_000), default: '10000', doc: 'Backoff cap (Retry-After may ask for longer, up to 60 s)' }),
+  // Image URL policy
+  imageAllowedSchemes: opt({ env: 'PINRICH_IMAGE_SCHEMES', type: list, default: 'https', doc: 'URL schemes allowed for images' }),
+  imageAllowedHosts: opt({ env: 'PINRICH_IMAGE_HOSTS', type: list, default: '', doc: 'Host allowlist (suffix match, e.g. pinimg.com); empty = any public host' }),
+  // Enrich
+  enrichTopK: opt({ env: 'PINRICH_ENRICH_TOP_K', type: int(1, 100), default: '10', doc: 'Board titles and engaged queries kept per pin' }),
+  enrichWindowMs: opt({ env: 'PINRICH_ENRICH_WINDOW_MS', type: int(0, 3_600_000), default: '1000', doc: 'Changes to a pin within this window become one new document version' }),
+  enrichDedupTtlSeconds: opt({ env: 'PINRICH_ENRICH_DEDUP_TTL_S', type: int(60, 90 * 86_400), default: String(7 * 86_400), doc: 'How long an engagement event_id is remembered for deduplication' }),
+  enrichMinePairs: opt({ env: 'PINRICH_ENRICH_MINE_PAIRS', type: bool, default: 'false', doc: 'Publish one relevance.pairs record per pin and new normalised search query' }),
+  // Score
+  teacherTopLogprobs: opt({ env: 'PINRICH_TEACHER_TOP_LOGPROBS', type: int(0, 20), default: '20', doc: 'Alternatives asked for the answer token (soft labels); 0 = hard labels only' }),
+  scoreDocMaxAttempts: opt({ env: 'PINRICH_SCORE_DOC_ATTEMPTS', type: int(1, 20), default: '3', doc: "Reads of a pin's missing document before its pairs are dead-lettered (doc_not_found)" }),
+  scoreDocRetryMs: opt({ env: 'PINRICH_SCORE_DOC_RETRY_MS', type: int(0, 60_000), default: '1000', doc: 'Wait before re-reading a missing document; doubles per read' }),
+  scoreCacheTtlSeconds: opt({ env: 'PINRICH_SCORE_CACHE_TTL_S', type: int(60, 365 * 86_400), default: String(30 * 86_400), doc: 'How long a teacher label stays in the label cache' }),
+  // Runtime
+  logLevel: opt({ env: 'PINRICH_LOG_LEVEL', type: z.enum(['debug', 'info', 'warn', 'error']), default: 'info', doc: 'Log level' }),
+} as const;
+
+type Options = typeof OPTIONS;
+export type Config = { readonly [K in keyof Options]: z.output<Options[K]['type']> };
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+}
+
+/**
+ * Parse every option from `env` (and the JSON file PINRICH_CONFIG_FILE names, if any).
+ * Throws ConfigError listing every problem; the values of secrets never appear in it.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const problems: string[] = [];
+  let file: Record<string, unknown> = {};
+  const path = env.PINRICH_CONFIG_FILE;
+  if (path) {
+    try {
+      const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'));
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not a JSON object');
+      file = parsed as Record<string, unknown>;
+      for (const key of Object.keys(file)) {
+        if (!Object.values(OPTIONS).some((o) => o.env === key)) problems.push(`${key} (in ${path}): unknown option`);
+      }
+    } catch (err) {
+      problems.push(`PINRICH_CONFIG_FILE: cannot read ${path}: ${(err as Error).message}`);
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, o] of Object.entries(OPTIONS) as Array<[string, Option]>) {
+    const raw = env[o.env] ?? (file[o.env] === undefined ? undefined : String(file[o.env])) ?? o.default;
+    const parsed = o.type.safeParse(raw);
+    if (parsed.success) out[key] = parsed.data;
+    else {
+      const shown = o.secret || raw === undefined ? '' : ` (got ${JSON.stringify(raw.slice(0, 80))})`;
+      problems.push(`${o.env}: ${parsed.error.issues.map((i) => i.message).join('; ')}${shown}`);
+    }
+  }
+  if (out.kafkaSaslMechanism !== 'none' && (!out.kafkaSaslUsername || !out.kafkaSaslPassword)) {
+    problems.push('PINRICH_KAFKA_SASL_USERNAME/PINRICH_KAFKA_SASL_PASSWORD: required when PINRICH_KAFKA_SASL_MECHANISM is set');
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return Object.freeze(out) as Config;
+}
+
+/** The config with secrets masked, for logs and `pinrich config show`. */
+export function redactConfig(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, o] of Object.entries(OPTIONS) as Array<[keyof Config, Option]>) {
+    const v = config[key];
+    out[o.env] = o.secret && v !== undefined ? redactSecret(String(v)) : v;
+  }
+  return out;
+}
+
+/** "redis://:hunter2@host" -> "redis://:***@host"; any other secret -> "***". */
+function redactSecret(value: string): string {
+  try {
+    const u = new URL(value);
+    if (u.password || u.username) {
+      if (u.password) u.password = '***';
+      return u.toString();
+    }
+    if (u.protocol.startsWith('redis')) return value;
+  } catch {
+    // not a URL: fall through
+  }
+  return value ? '***' : value;
+}
+
+/** Markdown table of every option (README). */
+export function configTable(): string {
+  const rows = Object.values(OPTIONS).map(
+    (o: Option) => `| \`${o.env}\` | ${o.default === undefined ? '—' : `\`${o.default}\``} | ${o.doc}${o.secret ? ' (secret)' : ''} |`,
+  );
+  return ['| variable | default | meaning |', '|---|---|---|', ...rows].join('\n');
+}
+
+/** Topic names, with the configured prefix. All enrich inputs share one partition count. */
+export function topics(config: Pick<Config, 'topicPrefix'>) {
+  const p = config.topicPrefix;
+  return {
+    pinEvents: `${p}pins.events`,
+    engagement: `${p}pins.engagement`,
+    captions: `${p}pins.captions`,
+    enriched: `${p}pins.enriched`,
+    pairs: `${p}relevance.pairs`,
+    labels: `${p}relevance.labels`,
+  } as const;
+}
+export type Topics = ReturnType<typeof topics>;
+export const dlqTopic = (topic: string) => `${topic}.dlq`;

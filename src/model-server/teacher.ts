@@ -1,0 +1,87 @@
+/**
+ * Default teacher behaviour: a deterministic, plausible 5-way relevance distribution for a
+ * teacher prompt, returned as the logprobs of a single output token.
+ *
+ * The level comes from word overlap between the query (text after a "QUERY:" marker) and
+ * the pin text (between "<<<PIN" and "PIN>>>"); without those markers it comes from a hash
+ * of the prompt. Some prompts also get a tokenizer variant (" 3" next to "3") and a
+ * non-digit token among the candidates, because real models do that and clients must
+ * merge variants and renormalise over the digits.
+ */
+import { fnv1a } from './hash.js';
+import { PIN_CLOSE, PIN_OPEN } from './request-text.js';
+
+/** One candidate token and its natural-log probability. */
+export interface TokenLogprob {
+  token: string;
+  logprob: number;
+}
+
+/** The teacher's single output token and its ranked alternatives (chosen token first). */
+export interface TeacherAnswer {
+  level: 1 | 2 | 3 | 4 | 5;
+  token: string;
+  logprob: number;
+  /** Every candidate, most probable first; callers truncate to the requested count. */
+  candidates: TokenLogprob[];
+}
+
+const STOPWORDS = new Set(['the', 'and', 'for', 'with', 'of', 'a', 'an', 'to', 'in', 'on', 'how', 'what', 'best', 'ideas', 'diy']);
+
+/** Words of a text, lowercased, without stopwords. */
+function words(text: string): string[] {
+  return (text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []).filter((w) => w.length >= 2 && !STOPWORDS.has(w));
+}
+
+/** Query and pin text of a teacher prompt, or undefined when the prompt lacks the markers. */
+export function parseTeacherPrompt(prompt: string): { query: string; pinText: string } | undefined {
+  const open = prompt.indexOf(PIN_OPEN);
+  const close = prompt.indexOf(PIN_CLOSE, open + PIN_OPEN.length);
+  const q = prompt.lastIndexOf('QUERY:');
+  if (open < 0 || close < 0 || q < 0) return undefined;
+  const query = (prompt.slice(q + 'QUERY:'.length).split('\n').find((l) => l.trim().length > 0) ?? '').trim();
+  return { query, pinText: prompt.slice(open + PIN_OPEN.length, close) };
+}
+
+/** Relevance level 1..5 from word overlap; light stemming so "cakes" matches "cake". */
+export function overlapLevel(query: string, pinText: string): 1 | 2 | 3 | 4 | 5 {
+  const q = [...new Set(words(query))];
+  if (q.length === 0) return 1;
+  const pin = words(pinText);
+  const pinSet = new Set(pin);
+  const hit = (w: string): boolean =>
+    pinSet.has(w) || (w.length >= 4 && pin.some((p) => p.length >= 4 && (p.startsWith(w) || w.startsWith(p))));
+  const frac = q.filter(hit).length / q.length;
+  return (1 + Math.round(frac * 4)) as 1 | 2 | 3 | 4 | 5;
+}
+
+/** The teacher's answer for a prompt. */
+export function teacherAnswer(prompt: string): TeacherAnswer {
+  const h = fnv1a(prompt);
+  const parsed = parseTeacherPrompt(prompt);
+  const level = parsed ? overlapLevel(parsed.query, parsed.pinText) : (((h % 5) + 1) as 1 | 2 | 3 | 4 | 5);
+
+  // Peaked around the level; the per-digit noise (< half the 1.6 step) keeps the level the argmax.
+  const logits = [1, 2, 3, 4, 5].map((d, i) => -1.6 * Math.abs(d - level) + (((h >>> (i * 3)) & 7) / 7 - 0.5) * 0.7);
+  const max = Math.max(...logits);
+  const exp = logits.map((l) => Math.exp(l - max));
+  const sum = exp.reduce((a, b) => a + b, 0);
+  const withJunk = (h & 0x100) !== 0;
+  const digitMass = withJunk ? 0.97 : 1;
+  let candidates: Array<{ token: string; p: number }> = exp.map((e, i) => ({ token: String(i + 1), p: (e / sum) * digitMass }));
+  if (withJunk) candidates.push({ token: 'The', p: 0.03 });
+
+  if ((h & 0x200) !== 0) {
+    // Split the runner-up digit between "d" and " d", as BPE vocabularies often do.
+    const sorted = [...candidates].sort((a, b) => b.p - a.p);
+    const runnerUp = sorted.find((c) => c.token !== String(level) && /^\d$/.test(c.token));
+    if (runnerUp) {
+      candidates = candidates.filter((c) => c !== runnerUp);
+      candidates.push({ token: runnerUp.token, p: runnerUp.p * 0.7 }, { token: ` ${runnerUp.token}`, p: runnerUp.p * 0.3 });
+    }
+  }
+  candidates.sort((a, b) => b.p - a.p);
+  const ranked = candidates.map((c) => ({ token: c.token, logprob: Math.log(c.p) }));
+  const chosen = ranked[0] as TokenLogprob;
+  return { level, token: chosen.token, logprob: chosen.logprob, candidates: ranked };
+}

@@ -1,0 +1,65 @@
+/**
+ * The one retry policy for model calls: per-attempt timeout, exponential backoff with full
+ * jitter, Retry-After honoured (capped), and only errors marked retriable are retried
+ * (429, 5xx, timeouts, connection errors). Everything else fails at once.
+ */
+import { isPinrichError, PinrichError } from '../errors.js';
+
+export interface RetryPolicy {
+  maxAttempts: number;
+  baseMs: number;
+  maxMs: number;
+  /** Longest Retry-After we are willing to wait. */
+  maxRetryAfterMs?: number;
+  /** Per-attempt timeout; the attempt's AbortSignal fires when it passes. */
+  timeoutMs: number;
+}
+
+/** Exponential backoff with full jitter: uniform in [0, min(max, base * 2^(attempt-1))]. */
+export function backoffDelay(attempt: number, baseMs: number, maxMs: number, random: () => number = Math.random): number {
+  const cap = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 30));
+  return random() * cap;
+}
+
+/** Sleep that wakes early (rejecting) when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new PinrichError('aborted', 'aborted'));
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new PinrichError('aborted', 'aborted'));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Run `fn` under the policy. `fn` gets a signal combining the caller's and the attempt timeout.
+ * Throws the last error (a PinrichError when the adapter classified it).
+ */
+export async function withRetries<T>(
+  policy: RetryPolicy,
+  fn: (signal: AbortSignal, attempt: number) => Promise<T>,
+  opts: { signal?: AbortSignal; onRetry?: (err: unknown, attempt: number, delayMs: number) => void; random?: () => number } = {},
+): Promise<{ value: T; attempts: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const signals = [AbortSignal.timeout(policy.timeoutMs)];
+    if (opts.signal) signals.push(opts.signal);
+    try {
+      const value = await fn(AbortSignal.any(signals), attempt);
+      return { value, attempts: attempt };
+    } catch (err) {
+      if (opts.signal?.aborted) throw new PinrichError('aborted', 'aborted', { cause: err });
+      const retriable = isPinrichError(err) && err.retriable;
+      if (!retriable || attempt >= policy.maxAttempts) throw err;
+      const jitter = backoffDelay(attempt, policy.baseMs, policy.maxMs, opts.random);
+      const delay = err.retryAfterMs !== undefined ? Math.min(Math.max(err.retryAfterMs, jitter), policy.maxRetryAfterMs ?? 60_000) : jitter;
+      opts.onRetry?.(err, attempt, delay);
+      await sleep(delay, opts.signal);
+    }
+  }
+}

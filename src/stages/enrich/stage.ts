@@ -1,0 +1,224 @@
+/**
+ * Enrich stage: pins.events + pins.engagement + pins.captions -> per-pin state in Redis ->
+ * compacted pins.enriched (and, optionally, relevance.pairs mined from search engagement).
+ *
+ * `handle` only applies records to the state (each change atomic, engagement deduplicated by
+ * event_id) and marks the pin dirty; offsets are committed once that is done, because the dirty
+ * mark is as durable as the state. `tick` flushes pins that have been dirty for at least the
+ * coalescing window: it builds the document, publishes it only when its content hash changed
+ * (version + 1), and clears the dirty mark after the publish. So a burst of engagement on a pin
+ * within the window yields one new version, and a crash anywhere re-flushes rather than loses.
+ */
+import type { Caption } from '../../../schemas/caption.js';
+import type { EngagementEvent } from '../../../schemas/engagement-event.js';
+import type { EnrichedDocument } from '../../../schemas/enriched-document.js';
+import type { Pair } from '../../../schemas/pair.js';
+import type { PinEvent } from '../../../schemas/pin-event.js';
+import type { OutMessage } from '../../adapters/kafka/client.js';
+import type { EngagementChange, EnrichStore, StoredPin } from '../../adapters/redis/enrich-state.js';
+import type { Topics } from '../../config.js';
+import { decodeRecord } from '../../core/decode.js';
+import { buildDocument, pairIdOf, type PinFields } from '../../core/document.js';
+import { cleanText, foldText } from '../../core/text.js';
+import { createHash } from 'node:crypto';
+import { canonicalImageUrl } from '../../core/url-policy.js';
+import type { Clock } from '../../runtime/clock.js';
+import type { Logger } from '../../runtime/log.js';
+import type { InRecord, Rejection, Stage, StageResult } from '../../runtime/stage.js';
+
+export interface EnrichStageDeps {
+  store: EnrichStore;
+  topics: Topics;
+  topK: number;
+  windowMs: number;
+  minePairs: boolean;
+  maxRecordBytes: number;
+  clock: Clock;
+  log: Logger;
+  /** Pins flushed per tick at most (bounds memory and tick latency). */
+  maxFlushPerTick?: number;
+}
+
+export interface EnrichStats {
+  pinEvents: number;
+  engagementEvents: number;
+  duplicateEngagements: number;
+  ignoredEngagements: number;
+  captions: number;
+  stalePinEvents: number;
+  documents: number;
+  tombstones: number;
+  unchanged: number;
+  pairs: number;
+}
+
+/** Image key of a URL as the caption stage computes it (sha256 of the canonical URL). */
+function imageKey(url: string | undefined): string | null {
+  if (!url) return null;
+  try {
+    return createHash('sha256').update(canonicalImageUrl(url)).digest('hex');
+  } catch {
+    return createHash('sha256').update(url).digest('hex');
+  }
+}
+
+export function pinFieldsOf(event: Extract<PinEvent, { type: 'created' | 'updated' }>): PinFields {
+  return {
+    title: cleanText(event.title),
+    description: cleanText(event.description),
+    image_key: imageKey(event.image_url),
+    link_url: event.link?.url ?? null,
+    link_title: cleanText(event.link?.title ?? ''),
+    link_description: cleanText(event.link?.description ?? ''),
+    language: event.language ?? null,
+  };
+}
+
+export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): EnrichStats } {
+  const { store, topics, clock } = deps;
+  const maxFlush = deps.maxFlushPerTick ?? 2_000;
+  const stats: EnrichStats = {
+    pinEvents: 0,
+    engagementEvents: 0,
+    duplicateEngagements: 0,
+    ignoredEngagements: 0,
+    captions: 0,
+    stalePinEvents: 0,
+    documents: 0,
+    tombstones: 0,
+    unchanged: 0,
+    pairs: 0,
+  };
+
+  async function handle(batch: InRecord[]): Promise<StageResult> {
+    const rejected: Rejection[] = [];
+    const now = clock.now();
+    const topic = batch[0]?.topic;
+    if (topic === topics.engagement) {
+      const changes: EngagementChange[] = [];
+      for (const record of batch) {
+        const d = decodeRecord('engagement_event', record.value, deps.maxRecordBytes);
+        if (!d.ok) {
+          rejected.push({ record, code: d.code, reason: d.reason });
+          continue;
+        }
+        const e: EngagementEvent = d.value;
+        const isSave = e.type === 'save';
+        const text = foldText(isSave ? e.board_title : e.query);
+        if (!text) {
+          rejected.push({ record, code: 'schema_violation', reason: `${isSave ? 'board_title' : 'query'} is empty after normalisation` });
+          continue;
+        }
+        changes.push({ pinId: e.pin_id, eventId: e.event_id, kind: isSave ? 'board' : 'query', text, partition: record.partition });
+      }
+      const results = await store.applyEngagements(changes, now);
+      for (const r of results) {
+        if (r === 0) stats.duplicateEngagements++;
+        else if (r < 0) stats.ignoredEngagements++;
+        else stats.engagementEvents++;
+      }
+    } else if (topic === topics.pinEvents) {
+      for (const record of batch) {
+        const d = decodeRecord('pin_event', record.value, deps.maxRecordBytes);
+        if (!d.ok) {
+          rejected.push({ record, code: d.code, reason: d.reason });
+          continue;
+        }
+        const e: PinEvent = d.value;
+        const applied = await store.applyPin(record.partition, e.pin_id, Date.parse(e.event_time), e.type, e.type === 'deleted' ? null : pinFieldsOf(e), now);
+        if (applied) stats.pinEvents++;
+        else stats.stalePinEvents++;
+      }
+    } else if (topic === topics.captions) {
+      for (const record of batch) {
+        const d = decodeRecord('caption', record.value, deps.maxRecordBytes);
+        if (!d.ok) {
+          rejected.push({ record, code: d.code, reason: d.reason });
+          continue;
+        }
+        const c: Caption = d.value;
+        await store.applyCaption(record.partition, c.pin_id, { image_key: c.image_key, status: c.status, text: c.text }, now);
+        stats.captions++;
+      }
+    } else {
+      throw new Error(`enrich stage got a record of unexpected topic ${topic}`);
+    }
+    return { outputs: [], rejected };
+  }
+
+  /** Build what to publish for one pin; null when there is nothing to publish. */
+  function planFlush(p: StoredPin, nowIso: string): { outputs: OutMessage[]; published: { hash: string; version: number; doc: string | null } | null; queries: string[] } {
+    if (p.deleted) {
+      if (p.hash === 'deleted') return { outputs: [], published: null, queries: [] };
+      stats.tombstones++;
+      return {
+        outputs: [{ topic: topics.enriched, key: p.pinId, value: null }],
+        published: { hash: 'deleted', version: p.version, doc: null },
+        queries: [],
+      };
+    }
+    // Engagement or a caption can arrive before the pin itself: nothing to publish yet.
+    if (!p.pin) return { outputs: [], published: null, queries: [] };
+    const content = buildDocument(p.pinId, { pin: p.pin, caption: p.caption, boards: p.boards, queries: p.queries, engagementCount: p.engagements }, deps.topK);
+    const outputs: OutMessage[] = [];
+    let published: { hash: string; version: number; doc: string | null } | null = null;
+    if (content.content_hash === p.hash) stats.unchanged++;
+    else {
+      const doc: EnrichedDocument = { ...content, version: p.version + 1, updated_at: nowIso };
+      const json = JSON.stringify(doc);
+      outputs.push({ topic: topics.enriched, key: p.pinId, value: json });
+      published = { hash: content.content_hash, version: doc.version, doc: json };
+      stats.documents++;
+    }
+    for (const query of deps.minePairs ? p.newQueries : []) {
+      const pair: Pair = {
+        schema: 'pair',
+        schema_version: 1,
+        pair_id: pairIdOf(p.pinId, query),
+        pin_id: p.pinId,
+        query,
+        source: 'search_engagement',
+        language: content.language,
+        created_at: nowIso,
+      };
+      outputs.push({ topic: topics.pairs, key: p.pinId, value: JSON.stringify(pair) });
+      stats.pairs++;
+    }
+    return { outputs, published, queries: p.newQueries };
+  }
+
+  async function tick(assigned: ReadonlyMap<string, readonly number[]>): Promise<StageResult> {
+    const partitions = new Set<number>();
+    for (const [topic, parts] of assigned) if (topic === topics.pinEvents || topic === topics.engagement || topic === topics.captions) parts.forEach((p) => partitions.add(p));
+    const now = clock.now();
+    const nowIso = new Date(now).toISOString();
+    const outputs: OutMessage[] = [];
+    const commits: Array<() => Promise<boolean>> = [];
+    let budget = maxFlush;
+    for (const partition of [...partitions].sort((a, b) => a - b)) {
+      if (budget <= 0) break;
+      const due = await store.duePins(partition, now - deps.windowMs, budget);
+      budget -= due.length;
+      for (const p of await store.readPins(due, deps.topK)) {
+        const plan = planFlush(p, nowIso);
+        outputs.push(...plan.outputs);
+        commits.push(() => store.commitFlush(partition, p, plan.published, plan.queries));
+      }
+    }
+    return {
+      outputs,
+      rejected: [],
+      commit: async () => {
+        await Promise.all(commits.map((c) => c()));
+      },
+    };
+  }
+
+  return {
+    name: 'enrich',
+    stats: () => ({ ...stats }),
+    handle: (batch) => handle(batch),
+    tick: (assigned) => tick(assigned),
+    async close() {},
+  };
+}

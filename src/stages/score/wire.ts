@@ -1,0 +1,54 @@
+/**
+ * Wiring of the score stage from the config: the teacher client, the label cache, the shared
+ * rate limits and the document store, all on the given Redis connection. The composition root
+ * (app.ts) starts the worker around it with {@link SCORE_WORKER_DEFAULTS}.
+ */
+import { createOpenAiClient } from '../../adapters/openai/client.js';
+import { createTeacher } from '../../adapters/openai/teacher.js';
+import type { Redis } from '../../adapters/redis/client.js';
+import { createRedisEnrichStore } from '../../adapters/redis/enrich-state.js';
+import { createRedisLabelCache } from '../../adapters/redis/label-cache.js';
+import { createRateLimiter } from '../../adapters/redis/rate-limit.js';
+import { topics, type Config } from '../../config.js';
+import { PinrichError } from '../../errors.js';
+import type { Clock } from '../../runtime/clock.js';
+import type { Logger } from '../../runtime/log.js';
+import { createScoreStage, type ScoreStats } from './stage.js';
+import type { Stage } from '../../runtime/stage.js';
+
+/**
+ * Worker options that suit the score stage: a few partitions at once (the in-flight limit is
+ * shared by the stage across them) and modest batches, so a batch's model time stays short.
+ */
+export const SCORE_WORKER_DEFAULTS = Object.freeze({ partitionsConsumedConcurrently: 4, maxBatchRecords: 200 });
+
+/** Build the score stage from the config. Throws config_invalid when no teacher URL is set. */
+export function createScoreStageFromConfig(config: Config, redis: Redis, log: Logger, clock: Clock): Stage & { stats(): ScoreStats } {
+  if (!config.teacherBaseUrl) throw new PinrichError('config_invalid', 'PINRICH_TEACHER_BASE_URL is required to run the score worker');
+  const client = createOpenAiClient({ baseURL: config.teacherBaseUrl, apiKey: config.teacherApiKey });
+  const teacher = createTeacher(client, config.teacherModel, config.teacherTopLogprobs);
+  return createScoreStage({
+    teacher,
+    cache: createRedisLabelCache(redis, config.redisKeyPrefix, config.scoreCacheTtlSeconds),
+    // Only getDocument is used; the other two arguments matter to the enrich worker alone.
+    documents: createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, config.enrichMinePairs),
+    limiter: createRateLimiter(redis, `${config.redisKeyPrefix}ratelimit:teacher:${config.teacherModel}`, {
+      requestsPerSecond: config.teacherRequestsPerSecond,
+      tokensPerMinute: config.teacherTokensPerMinute,
+    }),
+    // Same policy as app.ts' retryPolicyOf (not imported: app.ts imports this module).
+    retry: {
+      maxAttempts: config.modelMaxAttempts,
+      baseMs: config.modelBackoffBaseMs,
+      maxMs: config.modelBackoffMaxMs,
+      timeoutMs: config.modelTimeoutMs,
+    },
+    concurrency: config.teacherConcurrency,
+    docMaxAttempts: config.scoreDocMaxAttempts,
+    docRetryBaseMs: config.scoreDocRetryMs,
+    maxRecordBytes: config.maxRecordBytes,
+    topics: topics(config),
+    clock,
+    log: log.child({ worker: 'score' }),
+  });
+}

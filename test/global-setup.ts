@@ -1,0 +1,34 @@
+/**
+ * vitest global setup: brings up the local stack once per run (or reuses a running one, e.g.
+ * after `pinrich stack up`) and hands the endpoints to tests via `inject('stack')`.
+ *
+ * - PINRICH_NO_STACK=1 skips the stack entirely (unit-only runs). Nothing is provided then,
+ *   so `inject('stack')` returns undefined at run time despite its type; integration suites
+ *   should `describe.skipIf(!inject('stack'))`.
+ * - The stack is stopped at the end only if this run started it and PINRICH_KEEP_STACK is
+ *   unset, so a stack started by hand survives `npm test`.
+ */
+import type { TestProject } from 'vitest/node';
+import { stackDown, stackUp, type StackEndpoints } from '../src/stack/index.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Not provided (undefined at run time) when PINRICH_NO_STACK=1. */
+    stack: StackEndpoints;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
+  if (process.env.PINRICH_NO_STACK === '1') {
+    return undefined;
+  }
+  const log = (line: string) => console.log(`[global-setup] ${line}`);
+  const started = Date.now();
+  const endpoints = await stackUp({ log });
+  log(`stack ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${endpoints.startedByUs ? 'started' : 'reused'})`);
+  project.provide('stack', endpoints);
+
+  return async () => {
+    if (endpoints.startedByUs && !process.env.PINRICH_KEEP_STACK) await stackDown({ log });
+  };
+}
