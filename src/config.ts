@@ -39,6 +39,7 @@ export const OPTIONS = {
   topicPartitions: opt({ env: 'PINRICH_TOPIC_PARTITIONS', type: int(1, 1024), default: '4', doc: 'Partitions for `topics create` (all enrich inputs share it: co-partitioning)' }),
   topicReplication: opt({ env: 'PINRICH_TOPIC_REPLICATION', type: int(1, 16), default: '1', doc: 'Replication factor for `topics create`' }),
   groupPrefix: opt({ env: 'PINRICH_GROUP_PREFIX', type: z.string(), default: 'pinrich', doc: 'Consumer group id prefix; group = <prefix>.<worker>' }),
+  kafkaSessionTimeoutMs: opt({ env: 'PINRICH_KAFKA_SESSION_TIMEOUT_MS', type: int(6_000, 300_000), default: '30000', doc: 'Consumer session timeout: how long a crashed instance holds its partitions' }),
   maxRecordBytes: opt({ env: 'PINRICH_MAX_RECORD_BYTES', type: int(1_024, 16 * 1024 * 1024), default: String(256 * 1024), doc: 'Larger input records are dead-lettered as oversized_record' }),
   // Redis
   redisUrl: opt({ env: 'PINRICH_REDIS_URL', type: str, default: 'redis://127.0.0.1:6379', doc: 'Redis URL (redis:// or rediss:// for TLS; may hold a password)', secret: true }),
@@ -82,6 +83,10 @@ export const OPTIONS = {
   scoreDocMaxAttempts: opt({ env: 'PINRICH_SCORE_DOC_ATTEMPTS', type: int(1, 20), default: '3', doc: "Reads of a pin's missing document before its pairs are dead-lettered (doc_not_found)" }),
   scoreDocRetryMs: opt({ env: 'PINRICH_SCORE_DOC_RETRY_MS', type: int(0, 60_000), default: '1000', doc: 'Wait before re-reading a missing document; doubles per read' }),
   scoreCacheTtlSeconds: opt({ env: 'PINRICH_SCORE_CACHE_TTL_S', type: int(60, 365 * 86_400), default: String(30 * 86_400), doc: 'How long a teacher label stays in the label cache' }),
+  // Dump & labels
+  dumpFlushRows: opt({ env: 'PINRICH_DUMP_FLUSH_ROWS', type: int(1, 10_000_000), default: '50000', doc: 'Offsets per dump object: objects cover aligned offset blocks of this size (the commit granularity)' }),
+  dumpFlushAgeMs: opt({ env: 'PINRICH_DUMP_FLUSH_AGE_MS', type: int(100, 86_400_000), default: '60000', doc: 'Unflushed rows older than this are written as a partial object (superseded when the block fills)' }),
+  labelsCache: opt({ env: 'PINRICH_LABELS_CACHE', type: str, default: '~/.cache/pinrich/labels', doc: 'Local cache of label dumps for `labels sync/query/eval/export` (~ = home directory)' }),
   // Runtime
   logLevel: opt({ env: 'PINRICH_LOG_LEVEL', type: z.enum(['debug', 'info', 'warn', 'error']), default: 'info', doc: 'Log level' }),
 } as const;

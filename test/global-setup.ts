@@ -5,8 +5,8 @@
  * - PINRICH_NO_STACK=1 skips the stack entirely (unit-only runs). Nothing is provided then,
  *   so `inject('stack')` returns undefined at run time despite its type; integration suites
  *   should `describe.skipIf(!inject('stack'))`.
- * - The stack is stopped at the end only if this run started it and PINRICH_KEEP_STACK is
- *   unset, so a stack started by hand survives `npm test`.
+ * - The stack is left running at the end (reused by the next run or a concurrent one) unless
+ *   this run started it and PINRICH_STOP_STACK=1.
  */
 import type { TestProject } from 'vitest/node';
 import { stackDown, stackUp, type StackEndpoints } from '../src/stack/index.js';
@@ -29,6 +29,8 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   project.provide('stack', endpoints);
 
   return async () => {
-    if (endpoints.startedByUs && !process.env.PINRICH_KEEP_STACK) await stackDown({ log });
+    // Left running by default so the next run (and other test processes sharing it) reuse it;
+    // `pinrich stack down` or PINRICH_STOP_STACK=1 stops it (.ci/run stops it at the end).
+    if (endpoints.startedByUs && process.env.PINRICH_STOP_STACK === '1') await stackDown({ log });
   };
 }

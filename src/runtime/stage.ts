@@ -31,6 +31,18 @@ export interface StageResult {
   rejected: Rejection[];
   /** Effects to apply after `outputs` are durably published (e.g. mark documents emitted). */
   commit?: () => Promise<void>;
+  /**
+   * Only read on results of `handle`: the offset to commit for the batch's partition once this
+   * result is delivered, in Kafka's convention (the next offset to read, i.e. last safe + 1).
+   * - absent (every stage whose effects are durable when `handle` returns): commit past the
+   *   batch's last record, as always;
+   * - `null`: commit nothing now. The stage holds these records in memory (e.g. the dump
+   *   buffering rows for one Parquet object); they are redelivered after a restart or rebalance;
+   * - `"N"`: commit N, at most the batch's last offset + 1. Used when a buffered span became
+   *   durable while later records of the batch are still held.
+   * The fetch position always advances past the batch, whatever is committed.
+   */
+  commitOffset?: string | null;
 }
 
 export interface StageContext {
@@ -45,6 +57,12 @@ export interface Stage {
   handle(batch: InRecord[], ctx: StageContext): Promise<StageResult>;
   /** Periodic work outside batches (e.g. flushing coalesced documents), for the given partitions. */
   tick?(assigned: ReadonlyMap<string, readonly number[]>, ctx: StageContext): Promise<StageResult>;
+  /**
+   * Called each time this instance (re)joins its group, with its new assignment. After a rejoin
+   * Kafka redelivers every assigned partition from its last committed offset, so a stage that
+   * holds uncommitted records (`commitOffset`) must drop them here or it would hold them twice.
+   */
+  onAssignment?(assigned: ReadonlyMap<string, readonly number[]>): void;
   close(): Promise<void>;
 }
 

@@ -26,6 +26,8 @@ export interface WorkerOptions {
   publisher: Publisher;
   log: Logger;
   clock: Clock;
+  /** How long the group waits for a silent (crashed) member before reassigning its partitions. */
+  sessionTimeoutMs?: number;
   /** Partitions processed concurrently by this instance. */
   partitionsConsumedConcurrently?: number;
   /** How often `stage.tick` runs, when the stage has one. */
@@ -49,7 +51,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
   const { kafka, stage, publisher, log, clock } = opts;
   const consumer: Consumer = kafka.consumer({
     groupId: opts.groupId,
-    sessionTimeout: 30_000,
+    sessionTimeout: opts.sessionTimeoutMs ?? 30_000,
     rebalanceTimeout: 60_000,
     heartbeatInterval: 3_000,
     maxBytesPerPartition: 1024 * 1024,
@@ -66,6 +68,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     assigned.clear();
     for (const [topic, parts] of Object.entries(e.payload.memberAssignment)) assigned.set(topic, [...parts]);
     log.info('joined group', { group: opts.groupId, assignment: e.payload.memberAssignment });
+    stage.onAssignment?.(assigned);
     resolveStarted();
   });
 
@@ -94,7 +97,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
 
   const maxChunk = opts.maxBatchRecords ?? 500;
   async function eachBatch(payload: EachBatchPayload): Promise<void> {
-    const { batch, heartbeat, isRunning, isStale } = payload;
+    const { batch, heartbeat, isRunning, isStale, resolveOffset } = payload;
     const ctx: StageContext = { signal: abort.signal, heartbeat: () => heartbeat() };
     for (let i = 0; i < batch.messages.length; i += maxChunk) {
       if (!isRunning() || isStale()) return; // leave the rest uncommitted: it will be redelivered
@@ -113,9 +116,14 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
         return r;
       });
       const last = chunk[chunk.length - 1]!.offset;
-      await withRetry('offset commit', () =>
-        consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }]),
-      );
+      // Fetch past this chunk even when the stage holds its offsets uncommitted: kafkajs fetches
+      // from the last *resolved* offset (eachBatchAutoResolve is off), not the last committed one.
+      resolveOffset(last);
+      // A stage may hold records across batches (StageResult.commitOffset): commit only what it says is durable.
+      const commitAt = result.commitOffset === undefined ? (BigInt(last) + 1n).toString() : result.commitOffset;
+      if (commitAt !== null) {
+        await withRetry('offset commit', () => consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: commitAt }]));
+      }
       stats.records += records.length;
       stats.batches++;
       opts.onBatch?.({ topic: batch.topic, partition: batch.partition, records: records.length, outputs: result.outputs.length, rejected: result.rejected.length });

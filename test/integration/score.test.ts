@@ -111,7 +111,15 @@ function pair(pinId: string, query: string): Pair {
 }
 
 async function sendPairs(e: Env, pairs: Pair[]): Promise<void> {
-  await produce(e.config, e.t.pairs, pairs.map((p) => ({ key: p.pin_id, value: p })));
+  // Right after topic creation a broker may briefly not know its new partitions yet.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await produce(e.config, e.t.pairs, pairs.map((p) => ({ key: p.pin_id, value: p })));
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      await new Promise((r) => setTimeout(r, 300 * attempt));
+    }
+  }
 }
 
 const parse = <T>(records: Rec[]): T[] => records.map((r) => JSON.parse(r.value!) as T);
@@ -153,6 +161,8 @@ describe('score worker', () => {
     e = await env();
     score = await startScore(e, `${e.config.groupPrefix}.score`);
   });
+  // Nothing but the replay test's workers may talk to the model server while it counts requests.
+  afterAll(() => score.worker.stop());
 
   it('labels a pair with the renormalised distribution of the scripted logprobs, merging " 3" into "3"', async () => {
     const pinId = `pin-dist-${run}`;
@@ -360,6 +370,8 @@ describe('score worker replay', () => {
     await sendPairs(e, withDuplicate);
     const firstLabels = await labelsFor(e, ids);
     await waitFor('the duplicate label', async () => (await labelsFor(e, [pairs[0]!.pair_id])).length >= 2, 30_000);
+    // Four distinct prompts, four calls: the duplicate pair was served from the cache.
+    expect(teacherRequests(`pin-replay-`).filter((r) => JSON.stringify(r.body).includes(run))).toHaveLength(4);
     expect(server.count({ kind: 'teacher' }) - teacherBefore).toBe(4);
     expect(first.stats().cacheHits).toBe(1);
     await first.worker.stop();

@@ -39,7 +39,8 @@ describe.skipIf(!stack)('local stack', () => {
     const value = `hello ${randomUUID()}`;
     await producer.send({ topic, messages: [{ key: 'pin-1', value }] });
 
-    const consumer = kafka.consumer({ groupId: `stack-test-${runId}` });
+    // A short fetch wait keeps disconnect() (which waits out an in-flight fetch) fast.
+    const consumer = kafka.consumer({ groupId: `stack-test-${runId}`, maxWaitTimeInMs: 100 });
     await consumer.connect();
     cleanups.push(() => consumer.disconnect());
     await consumer.subscribe({ topic, fromBeginning: true });

@@ -17,8 +17,13 @@ export function stack(): StackEndpoints {
 
 /** A config on the local stack with fresh topic/Redis/group prefixes. */
 export function testConfig(overrides: Record<string, string> = {}): Config {
+  return loadConfig(testEnv(overrides));
+}
+
+/** The environment behind `testConfig`, for starting workers as child processes. */
+export function testEnv(overrides: Record<string, string> = {}): Record<string, string> {
   const id = randomUUID().slice(0, 8);
-  return loadConfig({
+  return {
     ...stackEnv(stack()),
     PINRICH_TOPIC_PREFIX: `t-${id}.`,
     PINRICH_REDIS_PREFIX: `t-${id}:`,
@@ -30,7 +35,7 @@ export function testConfig(overrides: Record<string, string> = {}): Config {
     PINRICH_MODEL_BACKOFF_MAX_MS: '200',
     PINRICH_ENRICH_WINDOW_MS: '0',
     ...overrides,
-  });
+  };
 }
 
 export function testKafka(config: Config): Kafka {

@@ -80,6 +80,24 @@ end
 return 0
 `;
 
+// KEYS: 1 counted zset; ARGV: 1 k
+// Returns the top k members WITHSCORES by count desc, ties at the cut resolved by text ascending
+// (a plain ZRANGE REV would keep the reverse-lexicographic ones), so documents don't depend on
+// Redis' tie order.
+const TOP_K = `
+local k = tonumber(ARGV[1])
+local top = redis.call('ZRANGE', KEYS[1], '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, k, 'WITHSCORES')
+if #top < 2 * k then return top end
+local kth = top[2 * k]
+local out = {}
+for i = 1, #top, 2 do
+  if tonumber(top[i + 1]) > tonumber(kth) then out[#out + 1] = top[i]; out[#out + 1] = top[i + 1] end
+end
+local ties = redis.call('ZRANGE', KEYS[1], kth, kth, 'BYSCORE', 'LIMIT', 0, k - #out / 2, 'WITHSCORES')
+for i = 1, #ties do out[#out + 1] = ties[i] end
+return out
+`;
+
 export interface StoredPin {
   pinId: string;
   gen: string;
@@ -172,8 +190,8 @@ export function createRedisEnrichStore(redis: Redis, prefix: string, dedupTtlSec
       for (const id of pinIds) {
         const k = pinKey(id);
         pipe.hgetall(k);
-        pipe.zrange(`${k}:boards`, '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, topK, 'WITHSCORES');
-        pipe.zrange(`${k}:queries`, '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, topK, 'WITHSCORES');
+        pipe.eval(TOP_K, 1, `${k}:boards`, topK);
+        pipe.eval(TOP_K, 1, `${k}:queries`, topK);
         pipe.smembers(`${k}:newq`);
       }
       const res = (await pipe.exec()) ?? [];

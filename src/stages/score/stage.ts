@@ -115,6 +115,8 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
     cachedPromptTokens: 0,
     rejectedByCode: {},
   };
+  /** Model calls in progress in this instance, by cache key: concurrent duplicates wait for them. */
+  const inflight = new Map<string, Promise<Scored>>();
   const cacheKey = (prompt: TeacherPrompt): LabelCacheKey => ({ model: teacher.model, promptVersion: prompt.version, params: paramsTag, promptHash: prompt.hash });
 
   /** The pin's document, waiting a bounded time for one that has not been published yet. */
@@ -217,20 +219,46 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
     await limit(async () => {
       for (const [i, job] of jobs.entries()) {
         const prompt = prompts[i]!;
-        // A duplicate pair earlier in this batch (or another pin with identical text) already paid.
-        const hit = hits[i] ?? done.get(prompt.hash);
-        let scored: Scored;
-        if (hit) scored = { ok: true, entry: hit, cached: true };
-        else {
-          scored = await callTeacher(prompt, signal);
-          if (scored.ok) {
-            await cache.put(cacheKey(prompt), scored.entry);
-            done.set(prompt.hash, scored.entry);
-          }
-        }
-        job.result = { ok: true, doc, prompt, scored };
+        job.result = { ok: true, doc, prompt, scored: await scoreOne(prompt, hits[i] ?? null, signal, done) };
       }
     });
+  }
+
+  /**
+   * One prompt: the cache first, then the model. A miss is checked again — in this instance's
+   * in-flight calls and in Redis — right before the call: the same records can be handled twice
+   * at once (a rebalance hands a partition over while the old owner is still at the model, or a
+   * retried batch), and a second call would pay twice for one label. Across instances the
+   * window is the length of one call; a lock would cost more than the rare duplicate call.
+   */
+  async function scoreOne(prompt: TeacherPrompt, hit: CachedLabel | null, signal: AbortSignal, done: Map<string, CachedLabel>): Promise<Scored> {
+    const key = cacheKey(prompt);
+    const id = `${key.model}\n${key.promptVersion}\n${key.params}\n${key.promptHash}`;
+    // A duplicate pair earlier in this batch (or another pin with identical text) already paid.
+    const known = hit ?? done.get(id);
+    if (known) return { ok: true, entry: known, cached: true };
+    const pending = inflight.get(id);
+    if (pending) {
+      const other = await pending;
+      if (other.ok) return { ok: true, entry: other.entry, cached: true };
+    }
+    const [fresh] = await cache.getMany([key]);
+    if (fresh) return { ok: true, entry: fresh, cached: true };
+
+    const call = (async (): Promise<Scored> => {
+      const scored = await callTeacher(prompt, signal);
+      if (scored.ok) {
+        await cache.put(key, scored.entry);
+        done.set(id, scored.entry);
+      }
+      return scored;
+    })();
+    inflight.set(id, call);
+    try {
+      return await call;
+    } finally {
+      inflight.delete(id);
+    }
   }
 
   function labelOf(job: PairJob, doc: EnrichedDocument, prompt: TeacherPrompt, entry: CachedLabel, cached: boolean, now: string): Label {

@@ -1,0 +1,139 @@
+/**
+ * The enrich worker as a real process: SIGKILL mid-stream loses and double-counts nothing;
+ * SIGTERM drains and leaves the consumer group cleanly.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { createRedis } from '../../src/adapters/redis/client.js';
+import { createRedisEnrichStore } from '../../src/adapters/redis/enrich-state.js';
+import { foldText } from '../../src/core/text.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { createRandom } from '../../src/demo/sample.js';
+import { latestByKey, produce, readUntil, setupTopics, testEnv, testKafka, waitFor } from '../support/harness.js';
+
+const T0 = Date.parse('2026-11-28T00:00:00Z');
+
+function startWorkerProcess(env: Record<string, string>, worker = 'enrich'): ChildProcess {
+  const child = spawn(process.execPath, ['bin/pinrich.js', 'run', worker], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  child.stderr!.on('data', () => {}); // drain
+  return child;
+}
+
+/** Committed offsets of the group equal the end offsets of every input topic. */
+async function caughtUp(config: Config, groupId: string, topics: string[]): Promise<boolean> {
+  const admin = testKafka(config).admin();
+  await admin.connect();
+  try {
+    for (const topic of topics) {
+      const ends = await admin.fetchTopicOffsets(topic);
+      const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+      for (const e of ends) {
+        const c = committed!.partitions.find((p) => p.partition === e.partition);
+        const at = c && c.offset !== '-1' ? BigInt(c.offset) : 0n;
+        if (at < BigInt(e.high)) return false;
+      }
+    }
+    return true;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+function makeWorkload(pins: number, events: number) {
+  const r = createRandom(7);
+  const pinEvents = Array.from({ length: pins }, (_, i) => ({
+    key: `p${i}`,
+    value: { schema: 'pin_event', schema_version: 1, type: 'created', pin_id: `p${i}`, event_time: new Date(T0).toISOString(), title: `Pin ${i}`, description: 'Easy weeknight pasta', language: 'en' },
+  }));
+  const engagement: Array<{ key: string; value: Record<string, unknown> }> = [];
+  const expected = new Map<string, { boards: Record<string, number>; queries: Record<string, number>; engagements: number }>();
+  for (let e = 0; e < events; e++) {
+    const pin = `p${r.zipf(pins)}`;
+    const search = r.next() < 0.5;
+    const text = search ? r.pick(['Pasta Recipes', 'pasta  recipes', 'dinner ideas', 'lemon pasta']) : r.pick(['Dinner', 'Quick meals', 'QUICK MEALS']);
+    const value = { schema: 'engagement_event', schema_version: 1, event_id: `ev-${e}`, pin_id: pin, event_time: new Date(T0 + e).toISOString(), user_id: 'u', ...(search ? { type: 'search_click', query: text } : { type: 'save', board_title: text }) };
+    engagement.push({ key: pin, value });
+    if (r.next() < 0.05) engagement.push({ key: pin, value }); // upstream duplicate
+    const x = expected.get(pin) ?? { boards: {}, queries: {}, engagements: 0 };
+    const bucket = search ? x.queries : x.boards;
+    bucket[foldText(text)] = (bucket[foldText(text)] ?? 0) + 1;
+    x.engagements++;
+    expected.set(pin, x);
+  }
+  return { pinEvents, engagement, expected };
+}
+
+describe('enrich worker process', () => {
+  it('leaves every count exactly right after being SIGKILLed mid-stream twice', async () => {
+    // A short session timeout: the group notices the killed member sooner (the default is 30 s).
+    const env = testEnv({ PINRICH_ENRICH_WINDOW_MS: '200', PINRICH_KAFKA_SESSION_TIMEOUT_MS: '6000' });
+    const config = loadConfig(env);
+    const t = await setupTopics(config);
+    const { pinEvents, engagement, expected } = makeWorkload(40, 12_000);
+    await produce(config, t.pinEvents, pinEvents);
+    await produce(config, t.engagement, engagement);
+
+    const redis = createRedis(config.redisUrl);
+    const store = createRedisEnrichStore(redis, config.redisKeyPrefix, 60, false);
+    const counted = async () => {
+      let n = 0;
+      for (const pin of expected.keys()) n += (await store.counts(pin)).engagements;
+      return n;
+    };
+    try {
+      for (const killAfter of [1_000, 4_000]) {
+        const child = startWorkerProcess(env);
+        const before = await counted();
+        // Kill once this run has made progress, but (at this size) well before the end.
+        await waitFor('progress', async () => (await counted()) >= Math.min(before + killAfter, 11_000), 90_000, 50);
+        child.kill('SIGKILL');
+        await once(child, 'exit');
+      }
+      expect(await counted()).toBeLessThan(12_000); // the kills really were mid-stream
+
+      const child = startWorkerProcess(env);
+      try {
+        await waitFor('the group to catch up', () => caughtUp(config, `${config.groupPrefix}.enrich`, [t.pinEvents, t.engagement]), 120_000, 500);
+        for (const [pin, want] of expected) expect(await store.counts(pin), pin).toEqual(want);
+        // The published documents agree with the state (latest version per pin).
+        const total = [...expected.values()].reduce((a, x) => a + x.engagements, 0);
+        await waitFor('documents to reflect every event', async () => {
+          const docs = latestByKey(await readUntil(config, t.enriched, (r) => r.length >= expected.size));
+          const sum = [...docs.values()].reduce((a, v) => a + (v ? JSON.parse(v).engagement_count : 0), 0);
+          return sum === total;
+        }, 60_000, 1_000);
+      } finally {
+        child.kill('SIGTERM');
+        await once(child, 'exit');
+      }
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('on SIGTERM finishes in-flight work, commits, and leaves the group', async () => {
+    const env = testEnv();
+    const config = loadConfig(env);
+    const t = await setupTopics(config);
+    const { pinEvents, engagement } = makeWorkload(10, 3_000);
+    await produce(config, t.pinEvents, pinEvents);
+    await produce(config, t.engagement, engagement);
+    const child = startWorkerProcess(env);
+    await waitFor('the group to catch up', () => caughtUp(config, `${config.groupPrefix}.enrich`, [t.pinEvents, t.engagement]), 120_000, 300);
+    const started = Date.now();
+    child.kill('SIGTERM');
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const admin = testKafka(config).admin();
+    await admin.connect();
+    try {
+      const { groups } = await admin.describeGroups([`${config.groupPrefix}.enrich`]);
+      expect(groups[0]!.members).toHaveLength(0); // left the group, no session to time out
+      expect(groups[0]!.state).toBe('Empty');
+    } finally {
+      await admin.disconnect();
+    }
+  });
+});

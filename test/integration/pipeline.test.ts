@@ -1,0 +1,246 @@
+/**
+ * Caption + enrich on the real local Kafka and Redis, with the project's own model server
+ * behind the real openai client.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startApp, type RunningApp } from '../../src/app.js';
+import { createRedis } from '../../src/adapters/redis/client.js';
+import { createRedisEnrichStore } from '../../src/adapters/redis/enrich-state.js';
+import { dlqTopic, type Config } from '../../src/config.js';
+import { silentLogger } from '../../src/runtime/log.js';
+import { startModelServer, type ModelServer } from '../../src/model-server/server.js';
+import { latestByKey, produce, readUntil, setupTopics, testConfig, waitFor } from '../support/harness.js';
+
+const T0 = Date.parse('2026-11-28T00:00:00Z');
+const iso = (ms: number) => new Date(ms).toISOString();
+const pinEvent = (id: string, extra: Record<string, unknown> = {}) => ({
+  schema: 'pin_event',
+  schema_version: 1,
+  type: 'created',
+  pin_id: id,
+  event_time: iso(T0),
+  title: `Title of ${id}`,
+  description: 'Une recette facile de tarte aux pommes',
+  image_url: `https://images.example.com/${id}.jpg`,
+  language: 'fr',
+  ...extra,
+});
+const save = (eventId: string, pinId: string, board: string) => ({ schema: 'engagement_event', schema_version: 1, event_id: eventId, pin_id: pinId, event_time: iso(T0 + 1), user_id: 'u1', type: 'save', board_title: board });
+const click = (eventId: string, pinId: string, query: string) => ({ schema: 'engagement_event', schema_version: 1, event_id: eventId, pin_id: pinId, event_time: iso(T0 + 1), user_id: 'u1', type: 'search_click', query });
+
+type Doc = { pin_id: string; version: number; caption: string | null; caption_status: string; board_titles: Array<{ text: string; count: number }>; engaged_queries: Array<{ text: string; count: number }>; engagement_count: number; language: string };
+
+let server: ModelServer;
+beforeAll(async () => {
+  server = await startModelServer();
+});
+afterAll(async () => {
+  await server.close();
+});
+
+async function start(config: Config, which: Array<'caption' | 'enrich'> = ['caption', 'enrich']): Promise<RunningApp> {
+  return startApp(config, which, silentLogger, { tickMs: 50 });
+}
+
+function docsOf(records: Array<{ key: string | null; value: string | null }>): Map<string, Doc | null> {
+  const out = new Map<string, Doc | null>();
+  for (const [k, v] of latestByKey(records as never)) out.set(k, v === null ? null : (JSON.parse(v) as Doc));
+  return out;
+}
+
+describe('caption worker', () => {
+  it('captions a re-pinned image once, and every pin gets its caption', async () => {
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
+    const t = await setupTopics(config);
+    const before = server.count({ kind: 'caption' });
+    const shared = 'https://images.example.com/shared-red-velvet-cake.jpg';
+    await produce(config, t.pinEvents, [
+      { key: 'a', value: pinEvent('a', { image_url: shared }) },
+      { key: 'b', value: pinEvent('b', { image_url: shared }) },
+      { key: 'c', value: pinEvent('c') },
+    ]);
+    const app = await start(config, ['caption']);
+    try {
+      await readUntil(config, t.captions, (r) => r.length >= 3);
+      // A later re-pin, in another batch, is served from the Redis cache.
+      await produce(config, t.pinEvents, [{ key: 'd', value: pinEvent('d', { image_url: shared }) }]);
+      const captions = (await readUntil(config, t.captions, (r) => r.length >= 4)).map((r) => JSON.parse(r.value!));
+      expect(server.count({ kind: 'caption' }) - before).toBe(2); // two distinct images
+      const byPin = Object.fromEntries(captions.map((c) => [c.pin_id, c]));
+      expect(Object.keys(byPin).sort()).toEqual(['a', 'b', 'c', 'd']);
+      for (const c of captions) expect(c.status).toBe('ok');
+      expect(byPin.a.text).toBe(byPin.d.text);
+      expect(byPin.d.cached).toBe(true);
+      expect(byPin.a.image_key).toBe(byPin.d.image_key);
+      expect(app.stats().caption!.cacheHits).toBeGreaterThanOrEqual(2);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it('retries a 429 (honouring Retry-After) and then captions', async () => {
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
+    const t = await setupTopics(config);
+    server.script({ kind: 'caption', match: 'rate-limited-pin', times: 1, reply: { status: 429, retryAfterMs: 300 } });
+    const app = await start(config, ['caption']);
+    try {
+      const started = Date.now();
+      await produce(config, t.pinEvents, [{ key: 'r', value: pinEvent('r', { image_url: 'https://images.example.com/rate-limited-pin.jpg' }) }]);
+      const [c] = (await readUntil(config, t.captions, (r) => r.length >= 1)).map((r) => JSON.parse(r.value!));
+      expect(c.status).toBe('ok');
+      expect(c.text).toBeTruthy();
+      expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+      const served = server.requests().filter((r) => JSON.stringify(r.body).includes('rate-limited-pin'));
+      expect(served.map((r) => r.status)).toEqual([429, 200]);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it('gives a failed caption on persistent 500s, and the pin is still enriched', async () => {
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl, PINRICH_MODEL_MAX_ATTEMPTS: '3' });
+    const t = await setupTopics(config);
+    server.script({ kind: 'caption', match: 'broken-image', times: 3, reply: { status: 500 } });
+    const app = await start(config);
+    try {
+      await produce(config, t.pinEvents, [{ key: 'x', value: pinEvent('x', { image_url: 'https://images.example.com/broken-image.jpg' }) }]);
+      const [c] = (await readUntil(config, t.captions, (r) => r.length >= 1)).map((r) => JSON.parse(r.value!));
+      expect(c.status).toBe('failed');
+      expect(c.error_code).toBe('model_unavailable');
+      expect(c.reason).toMatch(/500/);
+      expect(server.requests().filter((r) => JSON.stringify(r.body).includes('broken-image')).length).toBe(3);
+      const docs = docsOf(await readUntil(config, t.enriched, (r) => r.some((m) => m.value && JSON.parse(m.value).caption_status === 'failed')));
+      const doc = docs.get('x')!;
+      expect(doc.caption).toBeNull();
+      expect(doc.caption_status).toBe('failed');
+      expect(doc.pin_id).toBe('x');
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it('rejects internal image URLs without calling the model', async () => {
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
+    const t = await setupTopics(config);
+    const before = server.count({ kind: 'caption' });
+    const app = await start(config, ['caption']);
+    try {
+      await produce(config, t.pinEvents, [{ key: 'm', value: pinEvent('m', { image_url: 'http://169.254.169.254/latest/meta-data/' }) }]);
+      const [c] = (await readUntil(config, t.captions, (r) => r.length >= 1)).map((r) => JSON.parse(r.value!));
+      expect(c.status).toBe('failed');
+      expect(c.error_code).toBe('url_rejected');
+      expect(server.count({ kind: 'caption' })).toBe(before);
+    } finally {
+      await app.stop();
+    }
+  });
+});
+
+describe('enrich worker', () => {
+  it('counts a duplicated engagement event once, keeps top-K, and mines one pair per query', async () => {
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl, PINRICH_ENRICH_TOP_K: '2', PINRICH_ENRICH_MINE_PAIRS: 'true' });
+    const t = await setupTopics(config);
+    await produce(config, t.pinEvents, [{ key: 'p', value: pinEvent('p') }]);
+    await produce(config, t.engagement, [
+      { key: 'p', value: save('e1', 'p', 'Desserts') },
+      { key: 'p', value: save('e1', 'p', 'Desserts') }, // redelivered duplicate
+      { key: 'p', value: save('e2', 'p', '  DESSERTS ') }, // same board after normalisation
+      { key: 'p', value: save('e3', 'p', 'Automne') },
+      { key: 'p', value: save('e4', 'p', 'Zzz') },
+      { key: 'p', value: click('e5', 'p', 'Tarte aux pommes') },
+      { key: 'p', value: click('e6', 'p', 'tarte  aux POMMES') },
+      { key: 'p', value: click('e6', 'p', 'tarte  aux POMMES') }, // duplicate
+    ]);
+    const app = await start(config);
+    try {
+      const done = (r: Array<{ value: string | null }>) => r.some((m) => m.value && JSON.parse(m.value).engagement_count === 6 && JSON.parse(m.value).caption_status === 'ok');
+      const doc = docsOf(await readUntil(config, t.enriched, done)).get('p')!;
+      expect(doc.board_titles).toEqual([
+        { text: 'desserts', count: 2 },
+        { text: 'automne', count: 1 },
+      ]);
+      expect(doc.engaged_queries).toEqual([{ text: 'tarte aux pommes', count: 2 }]);
+      expect(doc.engagement_count).toBe(6);
+      expect(doc.language).toBe('fr');
+      expect(doc.caption).toBeTruthy();
+      const pairs = (await readUntil(config, t.pairs, (r) => r.length >= 1)).map((r) => JSON.parse(r.value!));
+      expect(pairs.map((p) => p.query)).toEqual(['tarte aux pommes']);
+      expect(app.stats().enrich!.duplicateEngagements).toBe(2);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it('coalesces a burst of engagement within the window into one new version', async () => {
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl, PINRICH_ENRICH_WINDOW_MS: '1500' });
+    const t = await setupTopics(config);
+    await produce(config, t.pinEvents, [{ key: 'b', value: pinEvent('b', { image_url: undefined }) }]);
+    const app = await start(config, ['enrich']);
+    try {
+      const v1 = await readUntil(config, t.enriched, (r) => r.length >= 1);
+      expect(JSON.parse(v1[0]!.value!).version).toBe(1);
+      await produce(config, t.engagement, Array.from({ length: 50 }, (_, i) => ({ key: 'b', value: click(`burst-${i}`, 'b', `query ${i % 5}`) })));
+      const all = await readUntil(config, t.enriched, (r) => r.some((m) => JSON.parse(m.value!).engagement_count === 50));
+      await new Promise((r) => setTimeout(r, 2_000)); // nothing more may follow
+      const after = await readUntil(config, t.enriched, (r) => r.length >= all.length);
+      const versions = after.map((m) => JSON.parse(m.value!).version);
+      expect(versions).toEqual([1, 2]);
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it('turns a deleted pin into a tombstone and ignores its later engagement', async () => {
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
+    const t = await setupTopics(config);
+    await produce(config, t.pinEvents, [{ key: 'd', value: pinEvent('d', { image_url: undefined }) }]);
+    const app = await start(config, ['enrich']);
+    try {
+      await readUntil(config, t.enriched, (r) => r.length >= 1);
+      await produce(config, t.pinEvents, [{ key: 'd', value: { schema: 'pin_event', schema_version: 1, type: 'deleted', pin_id: 'd', event_time: iso(T0 + 5) } }]);
+      const recs = await readUntil(config, t.enriched, (r) => r.some((m) => m.value === null));
+      expect(recs.at(-1)).toMatchObject({ key: 'd', value: null });
+      await produce(config, t.engagement, [{ key: 'd', value: save('late', 'd', 'Whatever') }]);
+      await waitFor('the late event to be consumed', async () => app.stats().enrich!.ignoredEngagements === 1);
+      const redis = createRedis(config.redisUrl);
+      const store = createRedisEnrichStore(redis, config.redisKeyPrefix, 60, false);
+      expect(await store.getDocument('d')).toBeNull();
+      redis.disconnect();
+    } finally {
+      await app.stop();
+    }
+  });
+
+  it('dead-letters malformed JSON, schema violations and unknown versions with the reason, and keeps going', async () => {
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
+    const t = await setupTopics(config);
+    const bad = [
+      { key: 'k1', value: '{"schema":"pin_event", oops' },
+      { key: 'k2', value: { ...pinEvent('k2'), title: 17 } },
+      { key: 'k3', value: { ...pinEvent('k3'), schema_version: 99 } },
+    ];
+    await produce(config, t.pinEvents, [...bad, { key: 'ok', value: pinEvent('ok', { image_url: undefined }) }]);
+    await produce(config, t.engagement, [{ key: 'ok', value: Buffer.from([0xc3, 0x28]) }]);
+    const app = await start(config);
+    try {
+      const dl = (await readUntil(config, dlqTopic(t.pinEvents), (r) => r.length >= 6)).map((r) => JSON.parse(r.value!));
+      // Both pin-event consumers (caption and enrich) dead-letter each bad record once.
+      for (const stage of ['caption', 'enrich']) {
+        const mine = dl.filter((d) => d.stage === stage).sort((a, b) => (a.raw_key < b.raw_key ? -1 : 1));
+        expect(mine.map((d) => d.error_code)).toEqual(['malformed_json', 'schema_violation', 'unknown_schema_version']);
+        expect(mine[1].reason).toMatch(/^title: /);
+        expect(mine[2].reason).toMatch(/version 99/);
+        expect(Buffer.from(mine[0].raw_value_base64, 'base64').toString()).toBe(bad[0]!.value);
+        expect(mine[0].source.topic).toBe(t.pinEvents);
+      }
+      const eng = (await readUntil(config, dlqTopic(t.engagement), (r) => r.length >= 1)).map((r) => JSON.parse(r.value!));
+      expect(eng[0].error_code).toBe('invalid_utf8');
+      expect(Buffer.from(eng[0].raw_value_base64, 'base64')).toEqual(Buffer.from([0xc3, 0x28]));
+      // The good record behind the bad ones is processed.
+      const docs = docsOf(await readUntil(config, t.enriched, (r) => r.some((m) => m.key === 'ok')));
+      expect(docs.get('ok')?.pin_id).toBe('ok');
+    } finally {
+      await app.stop();
+    }
+  });
+});
