@@ -15,19 +15,21 @@ import { topics as topicNames, type Config } from './config.js';
 import { PinrichError } from './errors.js';
 import { systemClock, type Clock } from './runtime/clock.js';
 import type { Logger } from './runtime/log.js';
-import type { RetryPolicy } from './runtime/retry.js';
+import { retryPolicyOf } from './runtime/retry.js';
 import { startWorker, type Worker, type WorkerOptions } from './runtime/worker.js';
 import { createCaptionStage, type CaptionStats } from './stages/caption/stage.js';
 import { createEnrichStage, type EnrichStats } from './stages/enrich/stage.js';
+import type { ScoreStats } from './stages/score/stage.js';
+import { createScoreStageFromConfig, SCORE_WORKER_DEFAULTS } from './stages/score/wire.js';
 
-export type WorkerName = 'caption' | 'enrich';
-export const WORKER_NAMES: readonly WorkerName[] = ['caption', 'enrich'];
+export type WorkerName = 'caption' | 'enrich' | 'score';
+export const WORKER_NAMES: readonly WorkerName[] = ['caption', 'enrich', 'score'];
 
 export interface RunningApp {
   kafka: Kafka;
   redis: Redis;
   workers: Partial<Record<WorkerName, Worker>>;
-  stats(): { caption?: CaptionStats; enrich?: EnrichStats };
+  stats(): { caption?: CaptionStats; enrich?: EnrichStats; score?: ScoreStats };
   /** Stop every worker (in-flight work finishes, groups are left), then close clients. */
   stop(): Promise<void>;
 }
@@ -37,15 +39,6 @@ export interface StartOptions {
   onBatch?: WorkerOptions['onBatch'];
   /** Tick period of the enrich flusher. */
   tickMs?: number;
-}
-
-export function retryPolicyOf(config: Config): RetryPolicy {
-  return {
-    maxAttempts: config.modelMaxAttempts,
-    baseMs: config.modelBackoffBaseMs,
-    maxMs: config.modelBackoffMaxMs,
-    timeoutMs: config.modelTimeoutMs,
-  };
 }
 
 export async function startApp(config: Config, which: readonly WorkerName[], log: Logger, opts: StartOptions = {}): Promise<RunningApp> {
@@ -61,6 +54,7 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
     const workers: RunningApp['workers'] = {};
     let captionStage: ReturnType<typeof createCaptionStage> | undefined;
     let enrichStage: ReturnType<typeof createEnrichStage> | undefined;
+    let scoreStage: ReturnType<typeof createScoreStageFromConfig> | undefined;
 
     if (which.includes('caption')) {
       if (!config.vlmBaseUrl) throw new PinrichError('config_invalid', 'PINRICH_VLM_BASE_URL is required to run the caption worker');
@@ -125,13 +119,30 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
       started.push({ worker: workers.enrich });
     }
 
+    if (which.includes('score')) {
+      scoreStage = createScoreStageFromConfig(config, redis, log, clock);
+      workers.score = await startWorker({
+        kafka,
+        groupId: `${config.groupPrefix}.score`,
+        topics: [t.pairs],
+        stage: scoreStage,
+        publisher,
+        log: log.child({ worker: 'score' }),
+        clock,
+        sessionTimeoutMs: config.kafkaSessionTimeoutMs,
+        ...SCORE_WORKER_DEFAULTS,
+        onBatch: opts.onBatch,
+      });
+      started.push({ worker: workers.score });
+    }
+
     let stopping: Promise<void> | undefined;
     const pub = publisher;
     return {
       kafka,
       redis,
       workers,
-      stats: () => ({ caption: captionStage?.stats(), enrich: enrichStage?.stats() }),
+      stats: () => ({ caption: captionStage?.stats(), enrich: enrichStage?.stats(), score: scoreStage?.stats() }),
       stop() {
         stopping ??= (async () => {
           await Promise.all(started.map((s) => s.worker.stop()));

@@ -3,6 +3,7 @@
  * jitter, Retry-After honoured (capped), and only errors marked retriable are retried
  * (429, 5xx, timeouts, connection errors). Everything else fails at once.
  */
+import type { Config } from '../config.js';
 import { isPinrichError, PinrichError } from '../errors.js';
 
 export interface RetryPolicy {
@@ -13,6 +14,16 @@ export interface RetryPolicy {
   maxRetryAfterMs?: number;
   /** Per-attempt timeout; the attempt's AbortSignal fires when it passes. */
   timeoutMs: number;
+}
+
+/** The model-call retry policy from the config (shared by the caption and score workers). */
+export function retryPolicyOf(config: Config): RetryPolicy {
+  return {
+    maxAttempts: config.modelMaxAttempts,
+    baseMs: config.modelBackoffBaseMs,
+    maxMs: config.modelBackoffMaxMs,
+    timeoutMs: config.modelTimeoutMs,
+  };
 }
 
 /** Exponential backoff with full jitter: uniform in [0, min(max, base * 2^(attempt-1))]. */

@@ -21,7 +21,7 @@ import { backoffDelay, sleep } from './retry.js';
 export interface WorkerOptions {
   kafka: Kafka;
   groupId: string;
-  topics: string[];
+  topics: readonly string[];
   stage: Stage;
   publisher: Publisher;
   log: Logger;

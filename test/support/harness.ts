@@ -61,17 +61,32 @@ export async function produce(config: Config, topic: string, records: Array<{ ke
   await producer.connect();
   try {
     for (let i = 0; i < records.length; i += 1_000) {
-      await producer.send({
+      await sendWithRetry(() => producer.send({
         topic,
         acks: -1,
         messages: records.slice(i, i + 1_000).map((r) => ({
           key: r.key,
           value: r.value === null ? null : typeof r.value === 'string' || Buffer.isBuffer(r.value) ? r.value : JSON.stringify(r.value),
         })),
-      });
+      }));
     }
   } finally {
     await producer.disconnect();
+  }
+}
+
+/**
+ * Right after topic creation a broker may still answer "does not host this topic-partition"
+ * for a moment; kafkajs gives up on it quickly, so tests retry a few times.
+ */
+async function sendWithRetry<T>(send: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      if (attempt >= 10) throw err;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
   }
 }
 

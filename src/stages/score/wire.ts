@@ -13,6 +13,7 @@ import { topics, type Config } from '../../config.js';
 import { PinrichError } from '../../errors.js';
 import type { Clock } from '../../runtime/clock.js';
 import type { Logger } from '../../runtime/log.js';
+import { retryPolicyOf } from '../../runtime/retry.js';
 import { createScoreStage, type ScoreStats } from './stage.js';
 import type { Stage } from '../../runtime/stage.js';
 
@@ -36,13 +37,7 @@ export function createScoreStageFromConfig(config: Config, redis: Redis, log: Lo
       requestsPerSecond: config.teacherRequestsPerSecond,
       tokensPerMinute: config.teacherTokensPerMinute,
     }),
-    // Same policy as app.ts' retryPolicyOf (not imported: app.ts imports this module).
-    retry: {
-      maxAttempts: config.modelMaxAttempts,
-      baseMs: config.modelBackoffBaseMs,
-      maxMs: config.modelBackoffMaxMs,
-      timeoutMs: config.modelTimeoutMs,
-    },
+    retry: retryPolicyOf(config),
     concurrency: config.teacherConcurrency,
     docMaxAttempts: config.scoreDocMaxAttempts,
     docRetryBaseMs: config.scoreDocRetryMs,
