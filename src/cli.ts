@@ -8,6 +8,7 @@
  *   pinrich model-server [--port N]    the stand-in OpenAI-compatible server
  *   pinrich config show|doc            effective config (secrets masked) | README table
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
 import { createTopics } from './adapters/kafka/admin.js';
 import { startApp, WORKER_NAMES, type WorkerName } from './app.js';
@@ -26,7 +27,7 @@ const USAGE = `usage: pinrich <command>
                                     the main job end to end on the local stack
   model-server [--port N] [--latency-ms N]
                                     the stand-in OpenAI-compatible model server
-  config show|doc                   effective configuration (secrets masked) | option table`;
+  config show|doc|readme            effective configuration (secrets masked) | option table | update README`;
 
 const out = (line: string) => process.stdout.write(line + '\n');
 
@@ -105,6 +106,15 @@ async function main(argv: string[]): Promise<number> {
       }
       if (sub === 'doc') {
         out(configTable());
+        return 0;
+      }
+      if (sub === 'readme') {
+        // Rewrites the table between the config-table markers of README.md.
+        const path = new URL('../README.md', import.meta.url);
+        const readme = readFileSync(path, 'utf8');
+        const updated = readme.replace(/(<!-- config-table:start -->\n)[\s\S]*?(<!-- config-table:end -->)/, `$1${configTable()}\n$2`);
+        writeFileSync(path, updated);
+        out(updated === readme ? 'README.md already up to date' : 'README.md updated');
         return 0;
       }
       break;

@@ -11,7 +11,6 @@
  * document: when its content hash differs from the label's doc_hash the text is newer than what
  * the teacher saw, which `pin_text_matches_label` records. Without Redis, pin_text is NULL.
  */
-import { DuckDBTimestampValue } from '@duckdb/node-api';
 import { createRedis, pingRedis, type Redis } from '../adapters/redis/client.js';
 import type { LabelsDb } from './query.js';
 
@@ -122,6 +121,3 @@ export async function exportDistill(db: LabelsDb, out: string, pinTexts: PinText
     pinTextSource: pinTexts ? 'redis' : 'none',
   };
 }
-
-// Re-exported for callers building timestamps for the export's provenance columns in tests.
-export type { DuckDBTimestampValue };

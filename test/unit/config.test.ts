@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, configTable, loadConfig, redactConfig } from '../../src/config.js';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -42,6 +42,11 @@ describe('config', () => {
     const shown = JSON.stringify(redactConfig(c));
     for (const secret of ['hunter2', 'sk-live-abc', 'pw-123']) expect(shown).not.toContain(secret);
     expect(shown).toContain('cache:6379');
+  });
+
+  it('has the current option table in the README (`npx pinrich config readme` updates it)', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    expect(readme).toContain(`<!-- config-table:start -->\n${configTable()}\n<!-- config-table:end -->`);
   });
 
   it('documents every option in the table', () => {
