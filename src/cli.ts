@@ -5,18 +5,23 @@
  *   pinrich topics create              every topic and its dead-letter twin
  *   pinrich run <caption|enrich|all>   run workers until SIGTERM/SIGINT
  *   pinrich demo [--pins N] [--events N] [--summary FILE]
+ *   pinrich labels sync|query|eval|export  label dumps on S3, for data scientists
+ *   pinrich enrich rebuild             replay the enrich inputs into Redis (after Redis lost them)
  *   pinrich model-server [--port N]    the stand-in OpenAI-compatible server
  *   pinrich config show|doc            effective config (secrets masked) | README table
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { Kafka, logLevel } from 'kafkajs';
 import { createTopics } from './adapters/kafka/admin.js';
+import { createKafka } from './adapters/kafka/client.js';
 import { startApp, WORKER_NAMES, type WorkerName } from './app.js';
-import { ConfigError, configTable, loadConfig, redactConfig } from './config.js';
+import { ConfigError, configTable, loadConfig, redactConfig, secretValues, type Config } from './config.js';
 import { runDemo } from './demo/run.js';
 import { describeError } from './errors.js';
+import { runLabelsCommand } from './labels/command.js';
 import { main as modelServerMain } from './model-server/main.js';
 import { createLogger } from './runtime/log.js';
+import { rebuildEnrichState } from './stages/enrich/rebuild.js';
+import { createRedactor, type Redactor } from './runtime/redact.js';
 import { stackDown, stackStatus, stackUp } from './stack/index.js';
 
 const USAGE = `usage: pinrich <command>
@@ -25,11 +30,19 @@ const USAGE = `usage: pinrich <command>
   run <${WORKER_NAMES.join('|')}|all>          run workers until SIGTERM/SIGINT
   demo [--pins N] [--events N] [--summary FILE]
                                     the main job end to end on the local stack
+  labels sync|query|eval|export     label dumps for data scientists (pinrich labels help)
+  enrich rebuild                    replay the enrich inputs into Redis after it lost its data
   model-server [--port N] [--latency-ms N]
                                     the stand-in OpenAI-compatible model server
   config show|doc|readme            effective configuration (secrets masked) | option table | update README`;
 
 const out = (line: string) => process.stdout.write(line + '\n');
+
+/** A JSON logger on stderr that scrubs the config's secrets from every line. */
+const processLogger = (config: Config) => {
+  const redact = createRedactor(secretValues(config));
+  return createLogger(config.logLevel, {}, (line) => process.stderr.write(redact(line) + '\n'));
+};
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -63,7 +76,8 @@ async function main(argv: string[]): Promise<number> {
     case 'topics': {
       if (sub !== 'create') break;
       const config = loadConfig();
-      const kafka = new Kafka({ clientId: config.kafkaClientId, brokers: [...config.kafkaBrokers], logLevel: logLevel.ERROR });
+      // The workers' client settings (TLS, SASL), not a bare client: a secured cluster needs them too.
+      const kafka = createKafka(config, processLogger(config).child({ command: 'topics create' }));
       const created = await createTopics(kafka, config);
       out(created.length ? `created: ${created.join(', ')}` : 'all topics exist');
       return 0;
@@ -72,9 +86,9 @@ async function main(argv: string[]): Promise<number> {
       const which: WorkerName[] = sub === 'all' ? [...WORKER_NAMES] : WORKER_NAMES.includes(sub as WorkerName) ? [sub as WorkerName] : [];
       if (which.length === 0) break;
       const config = loadConfig();
-      const log = createLogger(config.logLevel);
+      const log = processLogger(config);
       log.info('starting', { workers: which, config: redactConfig(config) });
-      const app = await startApp(config, which, log);
+      const app = await startApp(config, which, log, { serveOps: true });
       await new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           log.info('signal received; draining', { signal });
@@ -96,6 +110,16 @@ async function main(argv: string[]): Promise<number> {
       });
       return 0;
     }
+    case 'enrich': {
+      if (sub !== 'rebuild') break;
+      const config = loadConfig();
+      const log = processLogger(config).child({ command: 'enrich rebuild' });
+      const report = await rebuildEnrichState(config, log, out);
+      out(JSON.stringify(report));
+      return 0;
+    }
+    case 'labels':
+      return runLabelsCommand([sub, ...rest].filter((a): a is string => a !== undefined), loadConfig(), (s) => process.stdout.write(s));
     case 'model-server':
       await modelServerMain([sub, ...rest].filter((a): a is string => a !== undefined));
       return -1; // keeps running until a signal
@@ -130,7 +154,16 @@ main(process.argv.slice(2)).then(
   },
   (err: unknown) => {
     if (err instanceof ConfigError) process.stderr.write(err.message + '\n');
-    else process.stderr.write(`pinrich: ${describeError(err)}\n`);
+    else process.stderr.write(`pinrich: ${errorRedactor()(describeError(err))}\n`);
     process.exit(1);
   },
 );
+
+/** Scrubs the configured secrets from a fatal error (identity when the config does not load). */
+function errorRedactor(): Redactor {
+  try {
+    return createRedactor(secretValues(loadConfig()));
+  } catch {
+    return (text) => text;
+  }
+}

@@ -35,6 +35,7 @@ export const OPTIONS = {
   kafkaSaslMechanism: opt({ env: 'PINRICH_KAFKA_SASL_MECHANISM', type: z.enum(['none', 'plain', 'scram-sha-256', 'scram-sha-512']), default: 'none', doc: 'SASL mechanism' }),
   kafkaSaslUsername: opt({ env: 'PINRICH_KAFKA_SASL_USERNAME', type: optStr, doc: 'SASL user name' }),
   kafkaSaslPassword: opt({ env: 'PINRICH_KAFKA_SASL_PASSWORD', type: optStr, doc: 'SASL password', secret: true }),
+  kafkaSslCaFile: opt({ env: 'PINRICH_KAFKA_SSL_CA_FILE', type: optStr, doc: "PEM file of the CA that signed the brokers' certificates (implies TLS); unset = the system CAs" }),
   topicPrefix: opt({ env: 'PINRICH_TOPIC_PREFIX', type: z.string(), default: '', doc: 'Prefix for every topic name (tests use a random one)' }),
   topicPartitions: opt({ env: 'PINRICH_TOPIC_PARTITIONS', type: int(1, 1024), default: '4', doc: 'Partitions for `topics create` (all enrich inputs share it: co-partitioning)' }),
   topicReplication: opt({ env: 'PINRICH_TOPIC_REPLICATION', type: int(1, 16), default: '1', doc: 'Replication factor for `topics create`' }),
@@ -43,12 +44,15 @@ export const OPTIONS = {
   maxRecordBytes: opt({ env: 'PINRICH_MAX_RECORD_BYTES', type: int(1_024, 16 * 1024 * 1024), default: String(256 * 1024), doc: 'Larger input records are dead-lettered as oversized_record' }),
   // Redis
   redisUrl: opt({ env: 'PINRICH_REDIS_URL', type: str, default: 'redis://127.0.0.1:6379', doc: 'Redis URL (redis:// or rediss:// for TLS; may hold a password)', secret: true }),
+  redisTlsCaFile: opt({ env: 'PINRICH_REDIS_TLS_CA_FILE', type: optStr, doc: 'PEM file of the CA that signed the Redis server certificate (with rediss://); unset = the system CAs' }),
   redisKeyPrefix: opt({ env: 'PINRICH_REDIS_PREFIX', type: z.string(), default: 'pinrich:', doc: 'Prefix of every Redis key' }),
   // S3
   s3Endpoint: opt({ env: 'PINRICH_S3_ENDPOINT', type: optStr, doc: 'S3 endpoint URL; unset means AWS' }),
   s3Region: opt({ env: 'PINRICH_S3_REGION', type: str, default: 'us-east-1', doc: 'S3 region' }),
   s3Bucket: opt({ env: 'PINRICH_S3_BUCKET', type: str, default: 'pinrich', doc: 'Bucket for label dumps' }),
   s3Prefix: opt({ env: 'PINRICH_S3_PREFIX', type: z.string(), default: '', doc: 'Key prefix inside the bucket' }),
+  s3AccessKeyId: opt({ env: 'PINRICH_S3_ACCESS_KEY_ID', type: optStr, doc: 'Static S3 access key (local stacks, MinIO); unset = AWS default credential chain (env, profile, instance/pod role)' }),
+  s3SecretAccessKey: opt({ env: 'PINRICH_S3_SECRET_ACCESS_KEY', type: optStr, doc: 'Static S3 secret key', secret: true }),
   s3ForcePathStyle: opt({ env: 'PINRICH_S3_FORCE_PATH_STYLE', type: bool, default: 'true', doc: 'Path-style addressing (needed by s3rver/MinIO)' }),
   // Vision model (captions)
   vlmBaseUrl: opt({ env: 'PINRICH_VLM_BASE_URL', type: optStr, doc: 'OpenAI-compatible base URL of the VLM; unset = the built-in stand-in server (demo only)' }),
@@ -89,6 +93,7 @@ export const OPTIONS = {
   labelsCache: opt({ env: 'PINRICH_LABELS_CACHE', type: str, default: '~/.cache/pinrich/labels', doc: 'Local cache of label dumps for `labels sync/query/eval/export` (~ = home directory)' }),
   // Runtime
   logLevel: opt({ env: 'PINRICH_LOG_LEVEL', type: z.enum(['debug', 'info', 'warn', 'error']), default: 'info', doc: 'Log level' }),
+  metricsPort: opt({ env: 'PINRICH_METRICS_PORT', type: int(0, 65_535), default: '9464', doc: 'HTTP port of /metrics (Prometheus), /healthz and /readyz, one per process (0 = off)' }),
 } as const;
 
 type Options = typeof OPTIONS;
@@ -146,6 +151,30 @@ export function redactConfig(config: Config): Record<string, unknown> {
     out[o.env] = o.secret && v !== undefined ? redactSecret(String(v)) : v;
   }
   return out;
+}
+
+/**
+ * The secret strings of a config, for scrubbing text that leaves the process (logs, error
+ * messages, dead-letter reasons): every secret option's value, or for a URL its password
+ * (raw and percent-decoded). Placeholders shorter than 6 characters and option defaults
+ * (`not-needed`) are left out: they are not secrets and would mangle ordinary text.
+ */
+export function secretValues(config: Config): string[] {
+  const out = new Set<string>();
+  for (const [key, o] of Object.entries(OPTIONS) as Array<[keyof Config, Option]>) {
+    const v = config[key];
+    if (!o.secret || typeof v !== 'string' || v === o.default) continue;
+    let parts = [v];
+    try {
+      const u = new URL(v);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:' && !u.protocol.startsWith('redis')) throw new Error('not a service URL');
+      parts = [u.password, decodeURIComponent(u.password)];
+    } catch {
+      // not a URL: the whole value is the secret
+    }
+    for (const p of parts) if (p.length >= 6) out.add(p);
+  }
+  return [...out];
 }
 
 /** "redis://:hunter2@host" -> "redis://:***@host"; any other secret -> "***". */

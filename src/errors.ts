@@ -10,6 +10,8 @@ export type ErrorCode =
   | 'model_rate_limited'
   | 'model_timeout'
   | 'model_server_error'
+  /** No answer at all (connection refused/reset): the server is down, not this request bad. */
+  | 'model_unreachable'
   | 'config_invalid'
   | 'state_unavailable'
   | 'aborted';
@@ -38,6 +40,7 @@ export function deadLetterCodeOf(err: unknown): DeadLetterCode {
       case 'model_rate_limited':
       case 'model_timeout':
       case 'model_server_error':
+      case 'model_unreachable':
         return 'model_unavailable';
       case 'config_invalid':
       case 'state_unavailable':
@@ -54,4 +57,17 @@ export function deadLetterCodeOf(err: unknown): DeadLetterCode {
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
+}
+
+/**
+ * Model errors that say "the model service cannot answer right now" rather than "this request
+ * is bad": connection refused/reset (server down), 429 (rate limited) and timeouts. When the
+ * retry policy gives up on one of these, the caption and score stages fail the whole batch (an
+ * infrastructure error): the worker retries the same batch with backoff and holds its offsets,
+ * so an outage delays output but never turns into failed captions or dead-lettered pairs.
+ * A 5xx answer from a server that is up still exhausts the policy and fails that one record:
+ * a request the server keeps choking on must not hold its partition forever.
+ */
+export function isModelOutage(err: unknown): boolean {
+  return isPinrichError(err) && (err.code === 'model_unreachable' || err.code === 'model_rate_limited' || err.code === 'model_timeout');
 }

@@ -3,6 +3,12 @@
  * model server on its behalf) fetch an internal address. Pure: no DNS lookups here, so a host
  * name that resolves to a private address is only caught by the host allowlist; set one in
  * production (PINRICH_IMAGE_HOSTS).
+ *
+ * Size and time limits: pinrich never downloads an image; the model server fetches it. What
+ * pinrich bounds is the URL (LIMITS.url characters) and the whole model request
+ * (PINRICH_MODEL_TIMEOUT_MS, image fetch included); the image's byte size and fetch timeout
+ * are the model server's settings (vLLM: VLLM_IMAGE_FETCH_TIMEOUT), and its egress is best
+ * locked down by network policy as well.
  */
 export interface UrlPolicy {
   allowedSchemes: readonly string[];
@@ -44,10 +50,15 @@ function isPublicIp(host: string): boolean {
   if (host.startsWith('[')) {
     const v6 = host.slice(1, -1);
     if (v6 === '::' || v6 === '::1') return false;
-    if (/^(fc|fd|fe8|fe9|fea|feb|ff)/.test(v6)) return false; // ULA, link-local, multicast
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(v6) ?? /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6);
+    if (/^(fc|fd|fe[89a-f]|ff)/.test(v6)) return false; // ULA, link-local, site-local, multicast
+    // IPv4 inside IPv6: mapped (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d, deprecated), NAT64
+    // (64:ff9b::a.b.c.d) and 6to4 (2002:AABB:CCDD::) all reach the embedded IPv4 address.
+    const mapped =
+      /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(v6) ??
+      /^(?:::ffff:|::|64:ff9b::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6) ??
+      /^2002:([0-9a-f]{1,4}):([0-9a-f]{1,4})(?::|$)/.exec(v6);
     if (mapped) {
-      if (mapped.length === 2) return isPublicIp(mapped[1]!);
+      if (mapped[2] === undefined) return isPublicIp(mapped[1]!);
       const hi = parseInt(mapped[1]!, 16);
       const lo = parseInt(mapped[2]!, 16);
       return isPublicIp(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);

@@ -1,10 +1,17 @@
 /**
  * `pinrich demo`: the main job end to end on the local embedded stack.
  *
- * Starts (or reuses) the local stack, creates a fresh set of topics for this run, starts the
- * project's own OpenAI-compatible server as the model stand-in (unless PINRICH_VLM_BASE_URL
- * points at a real VLM), publishes a generated sample, runs the caption and enrich workers,
- * shows progress, and ends with a summary and three example enriched documents.
+ * Starts (or reuses) the local stack, creates a fresh set of topics (and S3 prefix and Redis
+ * prefix) for this run, starts the project's own OpenAI-compatible server as the model
+ * stand-in (unless PINRICH_VLM_BASE_URL / PINRICH_TEACHER_BASE_URL point at real models),
+ * publishes a generated sample, and runs the whole loop with every worker in this process:
+ *
+ *   1. caption + enrich: enriched documents on pins.enriched; pairs mined from search engagement;
+ *   2. sampled negatives (a query of another pin) added to relevance.pairs;
+ *   3. score: teacher labels on relevance.labels;  dump: Parquet on S3;
+ *   4. labels sync + a closing SQL query over the dumps (labels by level and language).
+ *
+ * Shows progress and ends with a summary (optionally as JSON) and three example documents.
  */
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -16,6 +23,13 @@ import { createLogger } from '../runtime/log.js';
 import { startModelServer, type ModelServer } from '../model-server/server.js';
 import { stackEnv, stackUp } from '../stack/index.js';
 import { generateSample } from './sample.js';
+import type { EnrichedDocument } from '../../schemas/enriched-document.js';
+import type { Pair } from '../../schemas/pair.js';
+import { pairIdOf } from '../core/document.js';
+import { foldText } from '../core/text.js';
+import { runLabelsCommand } from '../labels/command.js';
+import { currentVersions } from '../labels/query.js';
+import { cachePaths, listParquetFiles } from '../labels/sync.js';
 
 export interface DemoOptions {
   pins: number;
@@ -36,15 +50,26 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
   const env: Record<string, string | undefined> = { ...process.env, ...stackEnv(endpoints), PINRICH_TOPIC_PREFIX: `${run}.`, PINRICH_REDIS_PREFIX: `${run}:`, PINRICH_GROUP_PREFIX: run };
   // Keep any external service the user configured.
   for (const k of ['PINRICH_KAFKA_BROKERS', 'PINRICH_REDIS_URL', 'PINRICH_S3_ENDPOINT']) if (process.env[k]) env[k] = process.env[k];
-  if (!env.PINRICH_VLM_BASE_URL) {
+  if (!env.PINRICH_VLM_BASE_URL || !env.PINRICH_TEACHER_BASE_URL) {
     modelServer = await startModelServer();
-    env.PINRICH_VLM_BASE_URL = modelServer.baseUrl;
-    out(`  model: STAND-IN — pinrich's own OpenAI-compatible test server at ${modelServer.baseUrl} writes the captions.`);
-    out('         Set PINRICH_VLM_BASE_URL (and PINRICH_VLM_MODEL, PINRICH_VLM_API_KEY) to use a real VLM.');
-  } else {
-    out(`  model: ${env.PINRICH_VLM_BASE_URL} (${env.PINRICH_VLM_MODEL ?? 'default model'})`);
+  }
+  for (const [role, key, what] of [
+    ['VLM', 'PINRICH_VLM', 'captions'],
+    ['teacher', 'PINRICH_TEACHER', 'relevance labels'],
+  ] as const) {
+    if (!env[`${key}_BASE_URL`]) {
+      env[`${key}_BASE_URL`] = modelServer!.baseUrl;
+      out(`  ${role}: STAND-IN — pinrich's own OpenAI-compatible test server at ${modelServer!.baseUrl} writes the ${what}.`);
+      out(`         Set ${key}_BASE_URL (and ${key}_MODEL, ${key}_API_KEY) to use a real ${role}.`);
+    } else {
+      out(`  ${role}: ${env[`${key}_BASE_URL`]} (${env[`${key}_MODEL`] ?? 'default model'})`);
+    }
   }
   env.PINRICH_ENRICH_MINE_PAIRS ??= 'true';
+  env.PINRICH_S3_PREFIX = `${env.PINRICH_S3_PREFIX ?? ''}${run}/`;
+  // The demo is small: flush dumps after 2 s instead of waiting for 50,000 rows or a minute.
+  env.PINRICH_DUMP_FLUSH_AGE_MS ??= '2000';
+  env.PINRICH_SCORE_DOC_RETRY_MS ??= '500';
   const config: Config = loadConfig(env);
   const t = topicNames(config);
   const kafka = new Kafka({ clientId: 'pinrich-demo', brokers: [...config.kafkaBrokers], logLevel: logLevel.NOTHING });
@@ -73,17 +98,21 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
   out(`  published ${sample.pinEvents.length} pin records and ${sample.engagement.length} engagement records`);
 
   const log = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
-  const app = await startApp(config, ['caption', 'enrich'], log);
+  const app = await startApp(config, ['caption', 'enrich', 'score', 'dump'], log);
   const expectedEnrichInputs = () => sample.pinEvents.length + sample.engagement.length + (app.workers.caption?.stats().outputs ?? 0);
   const progress = setInterval(() => {
     const c = app.workers.caption!.stats();
     const e = app.workers.enrich!.stats();
-    out(`  … caption ${c.records}/${sample.pinEvents.length} events → ${c.outputs} captions | enrich ${e.records}/${expectedEnrichInputs()} records, ${app.stats().enrich?.documents ?? 0} documents`);
+    const st = app.stats();
+    out(
+      `  … caption ${c.records}/${sample.pinEvents.length} events → ${c.outputs} captions | enrich ${e.records}/${expectedEnrichInputs()} records, ` +
+        `${st.enrich?.documents ?? 0} documents, ${st.enrich?.pairs ?? 0} pairs | score ${st.score?.labels ?? 0} labels | dump ${st.dump?.rows ?? 0} rows`,
+    );
   }, 2_000);
+  const deadline = Date.now() + 10 * 60_000;
   try {
     // Done when the caption worker consumed every pin record, the enrich worker every input
     // record (including every caption), and no pin is left waiting in a coalescing window.
-    const deadline = Date.now() + 10 * 60_000;
     for (;;) {
       const c = app.workers.caption!.stats();
       const e = app.workers.enrich!.stats();
@@ -94,6 +123,23 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
       if (Date.now() > deadline) throw new Error('demo did not finish within 10 minutes');
       await new Promise((r) => setTimeout(r, 250));
     }
+    out(`  enrichment done: ${app.stats().enrich?.documents ?? 0} document versions, ${app.stats().enrich?.pairs ?? 0} pairs mined`);
+    // Sampled negatives: each pin paired with a query engaged on a pin of another language.
+    const docsSoFar = [...latestValues(await readAll(kafka, t.enriched)).values()].filter((v): v is string => v !== null).map((v) => JSON.parse(v) as EnrichedDocument);
+    const negatives = sampleNegatives(docsSoFar, Math.ceil(docsSoFar.length / 3), new Date().toISOString());
+    const producer2 = kafka.producer();
+    await producer2.connect();
+    await producer2.send({ topic: t.pairs, acks: -1, messages: negatives.map((p) => ({ key: p.pin_id, value: JSON.stringify(p) })) });
+    await producer2.disconnect();
+    out(`  published ${negatives.length} sampled negative pairs`);
+
+    // Scoring is done when the score worker consumed every pair; dumping when S3 holds one row per label.
+    const pairTotal = await topicSize(kafka, t.pairs);
+    await waitUntil(deadline, async () => (app.workers.score!.stats().records >= pairTotal ? true : undefined));
+    const labelTotal = await topicSize(kafka, t.labels);
+    out(`  scored ${pairTotal} pairs → ${labelTotal} labels; waiting for the dump worker to write them to S3`);
+    await waitUntil(deadline, async () => ((app.stats().dump?.rows ?? 0) >= labelTotal ? true : undefined));
+    await waitUntil(deadline, async () => ((await countDumpedRows(config)) === labelTotal ? true : undefined), 1_000);
   } finally {
     clearInterval(progress);
   }
@@ -102,24 +148,28 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
 
   // Read the results back from Kafka, as a downstream indexer would.
   const enriched = await readAll(kafka, t.enriched);
-  const latest = new Map<string, string | null>();
-  for (const m of enriched) latest.set(m.key, m.value);
+  const latest = latestValues(enriched);
   const docs = [...latest.values()].filter((v): v is string => v !== null).map((v) => JSON.parse(v) as Record<string, unknown> & { language: string; caption: string | null; board_titles: unknown[]; engaged_queries: unknown[]; language_source: string });
   const tombstones = [...latest.values()].filter((v) => v === null).length;
   const deadLetters: Record<string, Record<string, number>> = {};
-  for (const topic of [t.pinEvents, t.engagement, t.captions]) {
+  for (const topic of [t.pinEvents, t.engagement, t.captions, t.pairs, t.labels]) {
     for (const m of await readAll(kafka, dlqTopic(topic))) {
       const code = (JSON.parse(m.value ?? '{}') as { error_code?: string }).error_code ?? 'unknown';
       (deadLetters[topic.slice(config.topicPrefix.length)] ??= {})[code] = ((deadLetters[topic.slice(config.topicPrefix.length)] ?? {})[code] ?? 0) + 1;
     }
   }
-  const pairs = await readAll(kafka, t.pairs);
+  const pairs = (await readAll(kafka, t.pairs)).map((m) => JSON.parse(m.value ?? '{}') as { source?: string });
+  const labels = (await readAll(kafka, t.labels)).map((m) => JSON.parse(m.value ?? '{}') as { label: number; label_source: string; usage: { prompt_tokens: number; completion_tokens: number; cached_prompt_tokens: number } });
+  const dumped = await dumpObjects(config);
   const languages: Record<string, number> = {};
   for (const d of docs) languages[d.language] = (languages[d.language] ?? 0) + 1;
   const cap = stats.caption!;
   const summary = {
     run,
-    model: modelServer ? 'stand-in (pinrich model server)' : config.vlmBaseUrl,
+    models: {
+      vlm: config.vlmBaseUrl === modelServer?.baseUrl ? 'stand-in (pinrich model server)' : `${config.vlmModel} at ${config.vlmBaseUrl}`,
+      teacher: config.teacherBaseUrl === modelServer?.baseUrl ? 'stand-in (pinrich model server)' : `${config.teacherModel} at ${config.teacherBaseUrl}`,
+    },
     pins: f.pins,
     pin_records_published: sample.pinEvents.length,
     engagement_records_published: sample.engagement.length,
@@ -127,10 +177,29 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
     enriched_versions_published: enriched.filter((m) => m.value !== null).length,
     tombstones,
     captions: { ok: cap.ok, failed: cap.failed, failed_by_code: cap.failedByCode, cache_hits: cap.cacheHits },
-    model_requests: modelServer ? modelServer.count({ kind: 'caption' }) : cap.modelCalls,
+    model_requests: modelServer ? modelServer.count() : cap.modelCalls + stats.score!.modelCalls,
     engagement: { counted: stats.enrich!.engagementEvents, duplicates_ignored: stats.enrich!.duplicateEngagements, for_deleted_pins: stats.enrich!.ignoredEngagements },
     dead_letters: deadLetters,
-    pairs_mined: pairs.length,
+    pairs: {
+      total: pairs.length,
+      mined_from_search: pairs.filter((p) => p.source === 'search_engagement').length,
+      sampled_negatives: pairs.filter((p) => p.source === 'sampled_negative').length,
+    },
+    labels: {
+      total: labels.length,
+      by_level: Object.fromEntries([1, 2, 3, 4, 5].map((l) => [l, labels.filter((x) => x.label === l).length])),
+      soft_labels_from_logprobs: labels.filter((x) => x.label_source === 'logprobs').length,
+      teacher_model_calls: stats.score!.modelCalls,
+      label_cache_hits: stats.score!.cacheHits,
+    },
+    dump: { objects: dumped.objects, rows: dumped.rows, bucket: config.s3Bucket, prefix: `${config.s3Prefix}labels/` },
+    tokens: {
+      caption_model_requests: modelServer ? modelServer.count({ kind: 'caption' }) : cap.modelCalls,
+      teacher_model_requests: modelServer ? modelServer.count({ kind: 'teacher' }) : stats.score!.modelCalls,
+      teacher_prompt_tokens: stats.score!.promptTokens,
+      teacher_cached_prompt_tokens: stats.score!.cachedPromptTokens,
+      teacher_completion_tokens: labels.reduce((a, x) => a + (x.usage?.completion_tokens ?? 0), 0),
+    },
     languages,
     languages_detected: docs.filter((d) => d.language_source === 'detected').length,
     seconds: Math.round((Date.now() - t0) / 100) / 10,
@@ -144,11 +213,70 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
   const examples = pickExamples(docs);
   out(`three example enriched documents (of ${docs.length}):`);
   for (const d of examples) out(JSON.stringify(d, null, 2));
+  out('');
+  const sql = `PIVOT (SELECT language, label FROM labels) ON label IN (1, 2, 3, 4, 5) USING count(*) GROUP BY language ORDER BY language`;
+  out(`labels by level (columns) and language, from the Parquet dumps on S3 (pinrich labels query):`);
+  out(`  ${sql}`);
+  await runLabelsCommand(['query', sql], config, (s) => process.stdout.write(s.endsWith('\n') ? s : s + '\n'));
   if (opts.summaryFile) {
     writeFileSync(opts.summaryFile, JSON.stringify(summary, null, 2) + '\n');
     out(`summary written to ${opts.summaryFile}`);
   }
   return summary;
+}
+
+function latestValues(records: Array<{ key: string; value: string | null }>): Map<string, string | null> {
+  const latest = new Map<string, string | null>();
+  for (const m of records) latest.set(m.key, m.value);
+  return latest;
+}
+
+/** Pair a third of the pins with a query engaged on a pin of another language: likely irrelevant. */
+function sampleNegatives(docs: EnrichedDocument[], n: number, nowIso: string): Pair[] {
+  const withQueries = docs.filter((d) => d.engaged_queries.length > 0);
+  const out: Pair[] = [];
+  for (let i = 0; i < docs.length && out.length < n; i += 3) {
+    const doc = docs[i]!;
+    const other = withQueries.find((o, j) => o.language !== doc.language && j % 7 === i % 7) ?? withQueries.find((o) => o.language !== doc.language);
+    if (!other) continue;
+    const query = other.engaged_queries[i % other.engaged_queries.length]!.text;
+    if (doc.engaged_queries.some((q) => q.text === query)) continue;
+    out.push({ schema: 'pair', schema_version: 1, pair_id: pairIdOf(doc.pin_id, foldText(query)), pin_id: doc.pin_id, query, source: 'sampled_negative', language: doc.language, created_at: nowIso });
+  }
+  return out;
+}
+
+async function topicSize(kafka: Kafka, topic: string): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    return (await admin.fetchTopicOffsets(topic)).reduce((a, p) => a + Number(BigInt(p.high) - BigInt(p.low)), 0);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function waitUntil(deadline: number, check: () => Promise<true | undefined>, everyMs = 250): Promise<void> {
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('demo did not finish within 10 minutes');
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Rows in the current dump objects of this run (read back through the local label cache). */
+async function countDumpedRows(config: Config): Promise<number> {
+  const lines: string[] = [];
+  const sync = await runLabelsCommand(['sync'], config, () => {});
+  if (sync !== 0) return -1;
+  const code = await runLabelsCommand(['query', 'select count(*) as n from labels', '--format', 'json'], config, (s) => lines.push(s));
+  if (code !== 0) return -1;
+  const parsed = JSON.parse(lines.join('')) as Array<{ n: number }>;
+  return Number(parsed[0]?.n ?? 0);
+}
+
+async function dumpObjects(config: Config): Promise<{ objects: number; rows: number }> {
+  const files = await listParquetFiles(cachePaths(config).labelsDir);
+  return { objects: currentVersions(files).length, rows: await countDumpedRows(config) };
 }
 
 /** Three documents in different languages with a caption, boards and queries, if possible. */

@@ -9,12 +9,14 @@
  * Infrastructure errors thrown by a stage (Redis down, broker unavailable) never dead-letter
  * records: the same batch is retried with backoff until it succeeds or the worker stops.
  */
+import { setMaxListeners } from 'node:events';
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import type { Publisher } from '../adapters/kafka/client.js';
 import { describeError } from '../errors.js';
 import type { Clock } from './clock.js';
 import { deadLetterMessage } from './dead-letter.js';
 import type { Logger } from './log.js';
+import type { PipelineMetrics } from './metrics.js';
 import type { InRecord, Stage, StageContext, StageResult } from './stage.js';
 import { backoffDelay, sleep } from './retry.js';
 
@@ -34,6 +36,8 @@ export interface WorkerOptions {
   tickMs?: number;
   /** Records handed to the stage at once; kafkajs batches are split into chunks of this size. */
   maxBatchRecords?: number;
+  /** Prometheus instruments (records, dead letters, batch time, lag), labelled worker=<stage name>. */
+  metrics?: PipelineMetrics;
   /** Called after every committed batch (progress reporting, tests). */
   onBatch?: (info: { topic: string; partition: number; records: number; outputs: number; rejected: number }) => void;
 }
@@ -45,7 +49,21 @@ export interface Worker {
   stop(): Promise<void>;
   /** Counters since start. */
   stats(): { records: number; outputs: number; rejected: number; batches: number; ticks: number };
+  /**
+   * For health endpoints: `joined` while the consumer is a group member (from its first join
+   * until it stops or crashes); `crashed` once kafkajs gave up restarting it (a dead worker).
+   */
+  health(): { joined: boolean; crashed: boolean };
 }
+
+/** Group-membership errors of the Kafka protocol: only a rejoin fixes them, not a retry. */
+const MEMBERSHIP_ERRORS = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'REBALANCE_IN_PROGRESS', 'FENCED_INSTANCE_ID']);
+function isMembershipError(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && MEMBERSHIP_ERRORS.has(String((err as { type?: unknown }).type));
+}
+
+/** What withRetry returns when it gave a batch up (see there). */
+const ABANDONED: unique symbol = Symbol('abandoned');
 
 export async function startWorker(opts: WorkerOptions): Promise<Worker> {
   const { kafka, stage, publisher, log, clock } = opts;
@@ -58,13 +76,32 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     allowAutoTopicCreation: false,
   });
   const abort = new AbortController();
+  // Every in-flight model call and backoff sleep listens on this signal: many at once is normal.
+  setMaxListeners(0, abort.signal);
   const stats = { records: 0, outputs: 0, rejected: 0, batches: 0, ticks: 0 };
   const assigned = new Map<string, number[]>();
   let stopping: Promise<void> | undefined;
 
+  const metrics = opts.metrics;
+  const worker = { worker: stage.name };
+  const health = { joined: false, crashed: false };
+  const setJoined = (joined: boolean) => {
+    health.joined = joined;
+    metrics?.workerJoined.set(worker, joined ? 1 : 0);
+  };
+  setJoined(false);
+  consumer.on(consumer.events.CRASH, (e) => {
+    setJoined(false);
+    if (!e.payload.restart) health.crashed = true;
+  });
+  consumer.on(consumer.events.STOP, () => setJoined(false));
+
   let resolveStarted!: () => void;
   const started = new Promise<void>((r) => (resolveStarted = r));
   consumer.on(consumer.events.GROUP_JOIN, (e) => {
+    setJoined(true);
+    // Lag of partitions this member no longer owns would go stale; owned ones reappear on their next batch.
+    metrics?.consumerLag.remove(worker);
     assigned.clear();
     for (const [topic, parts] of Object.entries(e.payload.memberAssignment)) assigned.set(topic, [...parts]);
     log.info('joined group', { group: opts.groupId, assignment: e.payload.memberAssignment });
@@ -80,17 +117,39 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     if (result.commit) await result.commit();
     stats.outputs += result.outputs.length;
     stats.rejected += result.rejected.length;
+    if (metrics) {
+      for (const m of result.outputs) metrics.recordsOut.inc({ worker: stage.name, topic: m.topic });
+      for (const r of result.rejected) metrics.deadLetters.inc({ worker: stage.name, topic: r.record.topic, code: r.code });
+    }
   }
 
-  async function withRetry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Retry `fn` with backoff until it succeeds. With `batch`, a long hold (an outage can last
+   * minutes) keeps heartbeating so the group does not evict this member, and gives up
+   * (returns ABANDONED, nothing committed) once the batch is stale or the consumer stopping:
+   * the partition's records are redelivered to whoever owns it next.
+   */
+  async function withRetry<T>(what: string, fn: () => Promise<T>, batch?: Pick<EachBatchPayload, 'isRunning' | 'isStale' | 'heartbeat'>): Promise<T | typeof ABANDONED> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await fn();
       } catch (err) {
         if (abort.signal.aborted) throw err;
+        // This member was evicted or a rebalance started (e.g. a stall longer than the session
+        // timeout): retrying here would spin forever. kafkajs rejoins when eachBatch throws, and the
+        // uncommitted records are redelivered to whoever owns the partition next.
+        if (isMembershipError(err)) throw err;
+        metrics?.batchRetries.inc(worker);
+        if (batch && (!batch.isRunning() || batch.isStale())) return ABANDONED;
         const delay = backoffDelay(attempt, 200, 10_000);
         log.warn(`${what} failed; retrying the same batch`, { attempt, delayMs: Math.round(delay), error: describeError(err) });
-        await sleep(delay, abort.signal);
+        if (!batch) await sleep(delay, abort.signal);
+        else {
+          for (let left = delay; left > 0 && batch.isRunning() && !batch.isStale(); left -= 2_000) {
+            await sleep(Math.min(left, 2_000), abort.signal);
+            await batch.heartbeat().catch(() => {}); // a rebalance in progress: isStale() tells
+          }
+        }
       }
     }
   }
@@ -102,6 +161,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     for (let i = 0; i < batch.messages.length; i += maxChunk) {
       if (!isRunning() || isStale()) return; // leave the rest uncommitted: it will be redelivered
       const chunk = batch.messages.slice(i, i + maxChunk);
+      const chunkStarted = performance.now();
       const records: InRecord[] = chunk.map((m) => ({
         topic: batch.topic,
         partition: batch.partition,
@@ -110,11 +170,16 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
         value: m.value,
         timestamp: Number(m.timestamp),
       }));
-      const result = await withRetry(`${stage.name} batch`, async () => {
-        const r = await stage.handle(records, ctx);
-        await deliver(r);
-        return r;
-      });
+      const result = await withRetry(
+        `${stage.name} batch`,
+        async () => {
+          const r = await stage.handle(records, ctx);
+          await deliver(r);
+          return r;
+        },
+        payload,
+      );
+      if (result === ABANDONED) return; // stopping or rebalanced: redelivered, nothing committed
       const last = chunk[chunk.length - 1]!.offset;
       // Fetch past this chunk even when the stage holds its offsets uncommitted: kafkajs fetches
       // from the last *resolved* offset (eachBatchAutoResolve is off), not the last committed one.
@@ -122,10 +187,18 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
       // A stage may hold records across batches (StageResult.commitOffset): commit only what it says is durable.
       const commitAt = result.commitOffset === undefined ? (BigInt(last) + 1n).toString() : result.commitOffset;
       if (commitAt !== null) {
-        await withRetry('offset commit', () => consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: commitAt }]));
+        const committed = await withRetry('offset commit', () => consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: commitAt }]), payload);
+        if (committed === ABANDONED) return;
       }
       stats.records += records.length;
       stats.batches++;
+      if (metrics) {
+        metrics.recordsIn.inc({ worker: stage.name, topic: batch.topic }, records.length);
+        metrics.batchDuration.observe(worker, (performance.now() - chunkStarted) / 1000);
+        // highWatermark is the offset of the next record to be written: lag = hwm - (last + 1).
+        const lag = Number(BigInt(batch.highWatermark) - BigInt(last) - 1n);
+        metrics.consumerLag.set({ worker: stage.name, topic: batch.topic, partition: batch.partition }, Math.max(0, lag));
+      }
       opts.onBatch?.({ topic: batch.topic, partition: batch.partition, records: records.length, outputs: result.outputs.length, rejected: result.rejected.length });
       await heartbeat();
     }
@@ -168,6 +241,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
   return {
     started,
     stats: () => ({ ...stats }),
+    health: () => ({ ...health }),
     stop() {
       stopping ??= (async () => {
         log.info('stopping: finishing in-flight work', { group: opts.groupId });

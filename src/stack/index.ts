@@ -131,8 +131,8 @@ function readStackEnv(opts: StackOptions): StackEnv {
     bucket: env.PINRICH_S3_BUCKET || 'pinrich',
     region: env.PINRICH_S3_REGION || 'us-east-1',
     // Only used for an external S3 endpoint; our s3rver gets S3RVER/S3RVER.
-    s3AccessKeyId: env.AWS_ACCESS_KEY_ID || S3RVER_KEY,
-    s3SecretAccessKey: env.AWS_SECRET_ACCESS_KEY || S3RVER_KEY,
+    s3AccessKeyId: env.PINRICH_S3_ACCESS_KEY_ID || env.AWS_ACCESS_KEY_ID || S3RVER_KEY,
+    s3SecretAccessKey: env.PINRICH_S3_SECRET_ACCESS_KEY || env.AWS_SECRET_ACCESS_KEY || S3RVER_KEY,
   };
 }
 
@@ -495,7 +495,7 @@ export function stackEnv(e: StackEndpoints): Record<string, string> {
     PINRICH_S3_ENDPOINT: e.s3.endpoint,
     PINRICH_S3_BUCKET: e.s3.bucket,
     PINRICH_S3_REGION: e.s3.region,
-    AWS_ACCESS_KEY_ID: e.s3.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: e.s3.secretAccessKey,
+    PINRICH_S3_ACCESS_KEY_ID: e.s3.accessKeyId,
+    PINRICH_S3_SECRET_ACCESS_KEY: e.s3.secretAccessKey,
   };
 }

@@ -119,6 +119,6 @@ describe.skipIf(!stack)('local stack', () => {
     expect(env.PINRICH_REDIS_URL).toBe(stack.redisUrl);
     expect(env.PINRICH_S3_ENDPOINT).toBe(stack.s3.endpoint);
     expect(env.PINRICH_S3_BUCKET).toBe(stack.s3.bucket);
-    expect(env.AWS_ACCESS_KEY_ID).toBe(stack.s3.accessKeyId);
+    expect(env.PINRICH_S3_ACCESS_KEY_ID).toBe(stack.s3.accessKeyId);
   });
 });

@@ -34,6 +34,8 @@ export function testEnv(overrides: Record<string, string> = {}): Record<string, 
     PINRICH_MODEL_BACKOFF_BASE_MS: '20',
     PINRICH_MODEL_BACKOFF_MAX_MS: '200',
     PINRICH_ENRICH_WINDOW_MS: '0',
+    // Worker processes of one test host must not compete for the default /metrics port.
+    PINRICH_METRICS_PORT: '0',
     ...overrides,
   };
 }

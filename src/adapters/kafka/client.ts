@@ -2,15 +2,25 @@
  * kafkajs wiring: the only module that constructs kafkajs clients. Everything else sees the
  * narrow `Publisher` port and the consume loop in runtime/worker.ts.
  */
+import { readFileSync } from 'node:fs';
 import { Kafka, logLevel, type KafkaConfig, type Message, type Producer, type SASLOptions, CompressionTypes } from 'kafkajs';
 import type { Config } from '../../config.js';
 import type { Logger } from '../../runtime/log.js';
 
 export function createKafka(config: Config, log: Logger, clientSuffix = ''): Kafka {
+  return new Kafka(kafkaClientConfig(config, log, clientSuffix));
+}
+
+/**
+ * The kafkajs client settings: TLS (with a private CA when PINRICH_KAFKA_SSL_CA_FILE names
+ * one) and SASL PLAIN/SCRAM from the config. Exported so a test can check that every security
+ * option reaches the client.
+ */
+export function kafkaClientConfig(config: Config, log: Logger, clientSuffix = ''): KafkaConfig {
   const kc: KafkaConfig = {
     clientId: `${config.kafkaClientId}${clientSuffix ? '-' + clientSuffix : ''}`,
     brokers: [...config.kafkaBrokers],
-    ssl: config.kafkaSsl,
+    ssl: config.kafkaSslCaFile ? { ca: [readFileSync(config.kafkaSslCaFile, 'utf8')] } : config.kafkaSsl,
     connectionTimeout: 5_000,
     requestTimeout: 30_000,
     retry: { retries: 8, initialRetryTime: 200, maxRetryTime: 10_000 },
@@ -28,7 +38,7 @@ export function createKafka(config: Config, log: Logger, clientSuffix = ''): Kaf
       password: config.kafkaSaslPassword ?? '',
     } as SASLOptions;
   }
-  return new Kafka(kc);
+  return kc;
 }
 
 /** One record to publish. A null value is a tombstone. */
@@ -45,23 +55,42 @@ export interface Publisher {
   close(): Promise<void>;
 }
 
+/**
+ * Bytes of record values per produce request at most. kafkajs puts all of a request's records
+ * for one partition into one record batch, and the broker rejects a batch larger than
+ * `message.max.bytes` (1 MiB by default) with MESSAGE_TOO_LARGE — for ever, since a retry
+ * sends the same batch. So big publishes (an enrich tick flushing thousands of documents) go
+ * out as several requests, one after another (order per key is kept).
+ */
+export const MAX_REQUEST_BYTES = 512 * 1024;
+
 export async function createPublisher(kafka: Kafka): Promise<Publisher> {
   const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: 5 });
   await producer.connect();
+  const send = (byTopic: Map<string, Message[]>) =>
+    producer.sendBatch({
+      acks: -1,
+      compression: CompressionTypes.None,
+      topicMessages: [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })),
+    });
   return {
     async publish(messages) {
       if (messages.length === 0) return;
-      const byTopic = new Map<string, Message[]>();
+      let byTopic = new Map<string, Message[]>();
+      let bytes = 0;
       for (const m of messages) {
+        const size = (m.value === null ? 0 : m.value.length) + m.key.length;
+        if (bytes > 0 && bytes + size > MAX_REQUEST_BYTES) {
+          await send(byTopic);
+          byTopic = new Map();
+          bytes = 0;
+        }
+        bytes += size;
         let list = byTopic.get(m.topic);
         if (!list) byTopic.set(m.topic, (list = []));
         list.push({ key: m.key, value: m.value, headers: m.headers });
       }
-      await producer.sendBatch({
-        acks: -1,
-        compression: CompressionTypes.None,
-        topicMessages: [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })),
-      });
+      await send(byTopic);
     },
     close: () => producer.disconnect(),
   };

@@ -31,7 +31,7 @@ export function classifyOpenAiError(err: unknown, signal?: AbortSignal): Pinrich
     return new PinrichError('model_timeout', 'model request timed out', { retriable: true, cause: err });
   }
   if (err instanceof APIConnectionError) {
-    return new PinrichError('model_server_error', `cannot reach the model server: ${err.message}`, { retriable: true, cause: err });
+    return new PinrichError('model_unreachable', `cannot reach the model server: ${err.message}`, { retriable: true, cause: err });
   }
   if (err instanceof APIError && typeof err.status === 'number') {
     const status = err.status;

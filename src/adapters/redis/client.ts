@@ -2,22 +2,34 @@
  * ioredis wiring. Key prefixing is done by `RedisKeys`, not ioredis' keyPrefix, so Lua
  * scripts see exactly the keys we pass them.
  */
-import { Redis } from 'ioredis';
+import { readFileSync } from 'node:fs';
+import { Redis, type RedisOptions } from 'ioredis';
 import { PinrichError } from '../../errors.js';
 
 export type { Redis };
 
-export function createRedis(url: string): Redis {
-  const redis = new Redis(url, {
+/**
+ * A connection to `url`. AUTH comes from the URL (`redis://user:password@host`); TLS from a
+ * `rediss://` URL, verified against the system CAs or, with `tlsCaFile`, that PEM file.
+ */
+export function createRedis(url: string, opts: { tlsCaFile?: string } = {}): Redis {
+  const redis = new Redis(url, redisOptions(url, opts));
+  // Without a listener ioredis prints every connection error; the callers see them as rejections.
+  redis.on('error', () => {});
+  return redis;
+}
+
+/** The ioredis options for `url` (exported for tests: the TLS settings must reach the client). */
+export function redisOptions(url: string, opts: { tlsCaFile?: string } = {}): RedisOptions {
+  const tls = url.startsWith('rediss:') && opts.tlsCaFile ? { tls: { ca: [readFileSync(opts.tlsCaFile, 'utf8')] } } : {};
+  return {
     // Commands wait for a reconnect instead of failing at once; the runtime retries batches.
     maxRetriesPerRequest: 20,
     enableAutoPipelining: true,
     lazyConnect: false,
     retryStrategy: (times) => Math.min(times * 200, 2_000),
-  });
-  // Without a listener ioredis prints every connection error; the callers see them as rejections.
-  redis.on('error', () => {});
-  return redis;
+    ...tls,
+  };
 }
 
 /** Fail with a typed error when Redis cannot be reached (start-up check). */

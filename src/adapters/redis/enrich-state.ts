@@ -11,6 +11,10 @@
  *   P pin:{id}:evt:<eid>  string with TTL: engagement event already counted
  *   P doc:{id}            string: the last published enriched document (read by the score worker)
  *   P dirty:<partition>   zset: pin id -> ms when it first changed since its last flush
+ *   P state:epoch         string (JSON): written once the state is known complete — on a fresh
+ *                         deployment, or by `pinrich enrich rebuild`. Redis here keeps nothing
+ *                         across a restart, so a missing marker means the state above is gone
+ *                         (or partial) and must be rebuilt before anything is published from it.
  *
  * Flushing protocol (no lock needed): read state together with `gen`; publish; then
  * `commitFlush` records the new hash/version and removes the dirty mark only if `gen` is
@@ -37,19 +41,37 @@ redis.call('ZADD', KEYS[5], 'NX', ARGV[5], ARGV[1])
 return 1
 `;
 
-// KEYS: 1 event marker, 2 pin hash, 3 counted zset (boards or queries), 4 newq, 5 dirty
-// ARGV: 1 marker TTL s, 2 folded text, 3 pin id, 4 now ms, 5 '1' to remember new queries for pairs
-// Returns 0 for a duplicate event, -1 for a deleted pin (ignored), else the text's new count.
-const APPLY_ENGAGEMENT = `
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
-if redis.call('HGET', KEYS[2], 'deleted') == '1' then return -1 end
-local n = tonumber(redis.call('ZINCRBY', KEYS[3], 1, ARGV[2]))
-redis.call('HINCRBY', KEYS[2], 'engagements', 1)
-redis.call('HINCRBY', KEYS[2], 'gen', 1)
-if ARGV[5] == '1' and n == 1 then redis.call('SADD', KEYS[4], ARGV[2]) end
-redis.call('ZADD', KEYS[5], 'NX', ARGV[4], ARGV[3])
-return n
+// Many engagement events in one call (one round trip and one script run per chunk of events,
+// instead of one EVAL each: the per-call cost dominated the enrich worker's throughput).
+// KEYS: 5 per event, event i (0-based) at 5i+1..5i+5: event marker, pin hash, counted zset
+//       (boards or queries), newq, dirty
+// ARGV: 1 marker TTL s, 2 now ms, then 3 per event at 3i+3..3i+5: folded text, pin id,
+//       '1' to remember a new query for pairs
+// Returns one integer per event, in order: 0 for a duplicate event, -1 for a deleted pin
+// (ignored), else the text's new count. Each event's effects are exactly those of applying it
+// alone, in order (two events of one batch on one pin see each other's effects).
+const APPLY_ENGAGEMENTS = `
+local out = {}
+for i = 0, #KEYS / 5 - 1 do
+  local k = i * 5
+  local a = i * 3 + 2
+  local n
+  if not redis.call('SET', KEYS[k + 1], '1', 'NX', 'EX', ARGV[1]) then n = 0
+  elseif redis.call('HGET', KEYS[k + 2], 'deleted') == '1' then n = -1
+  else
+    n = tonumber(redis.call('ZINCRBY', KEYS[k + 3], 1, ARGV[a + 1]))
+    redis.call('HINCRBY', KEYS[k + 2], 'engagements', 1)
+    redis.call('HINCRBY', KEYS[k + 2], 'gen', 1)
+    if ARGV[a + 3] == '1' and n == 1 then redis.call('SADD', KEYS[k + 4], ARGV[a + 1]) end
+    redis.call('ZADD', KEYS[k + 5], 'NX', ARGV[2], ARGV[a + 2])
+  end
+  out[i + 1] = n
+end
+return out
 `;
+
+/** Engagement events per APPLY_ENGAGEMENTS call: bounds how long one call holds Redis (~1 ms). */
+const ENGAGEMENTS_PER_CALL = 500;
 
 // KEYS: 1 pin hash, 2 dirty
 // ARGV: 1 caption JSON (stable fields only), 2 pin id, 3 now ms
@@ -120,8 +142,18 @@ export interface EngagementChange {
   partition: number;
 }
 
+export interface PinChange {
+  partition: number;
+  pinId: string;
+  eventTimeMs: number;
+  type: 'created' | 'updated' | 'deleted';
+  pin: PinFields | null;
+}
+
 export interface EnrichStore {
   applyPin(partition: number, pinId: string, eventTimeMs: number, type: 'created' | 'updated' | 'deleted', pin: PinFields | null, nowMs: number): Promise<boolean>;
+  /** Apply many pin events in order, in one round trip; returns per event whether it applied (false: stale). */
+  applyPins(changes: PinChange[], nowMs: number): Promise<boolean[]>;
   /** Apply many engagement events in one round trip; returns per event: 0 duplicate, -1 ignored, else new count. */
   applyEngagements(changes: EngagementChange[], nowMs: number): Promise<number[]>;
   applyCaption(partition: number, pinId: string, caption: CaptionState, nowMs: number): Promise<number>;
@@ -131,11 +163,42 @@ export interface EnrichStore {
   commitFlush(partition: number, pin: StoredPin, published: { hash: string; version: number; doc: string | null } | null, queries: string[]): Promise<boolean>;
   /** The last published document of a pin, or null. */
   getDocument(pinId: string): Promise<string | null>;
+  /** True when the state marker is present: the state is complete (see the key list above). */
+  stateReady(): Promise<boolean>;
+  /** Write the state marker. `onlyIfAbsent` keeps an existing one (fresh-deployment start). */
+  markStateReady(info: { source: 'fresh' | 'rebuild'; at: string }, onlyIfAbsent?: boolean): Promise<void>;
+  /** Rebuild: put back a pin's last published version, content hash and document (null = tombstone: hash only). */
+  restorePublished(pinId: string, hash: string, version: number, doc: string | null): Promise<void>;
+  /** Rebuild: forget new-query marks of queries already published as pairs. */
+  forgetNewQueries(pinId: string, queries: string[]): Promise<void>;
   /** Exact counts, for tests and `pinrich enrich inspect`. */
   counts(pinId: string): Promise<{ boards: Record<string, number>; queries: Record<string, number>; engagements: number }>;
 }
 
-export function createRedisEnrichStore(redis: Redis, prefix: string, dedupTtlSeconds: number, minePairs: boolean): EnrichStore {
+/**
+ * The scripts above as ioredis custom commands: sent by SHA (EVALSHA) rather than as text on
+ * every call, loaded on first use and again after a Redis restart (NOSCRIPT), also in pipelines.
+ */
+const SCRIPTS = {
+  pinrichApplyPin: APPLY_PIN,
+  pinrichApplyEngagements: APPLY_ENGAGEMENTS,
+  pinrichApplyCaption: APPLY_CAPTION,
+  pinrichCommitFlush: COMMIT_FLUSH,
+  pinrichTopK: TOP_K,
+} as const;
+type ScriptName = keyof typeof SCRIPTS;
+type ScriptCall = (numKeys: number, ...args: Array<string | number>) => Promise<unknown>;
+type Scripted<T> = T & Record<ScriptName, ScriptCall>;
+
+function withScripts(redis: Redis): Scripted<Redis> {
+  const r = redis as Scripted<Redis>;
+  for (const [name, lua] of Object.entries(SCRIPTS)) if (typeof r[name as ScriptName] !== 'function') redis.defineCommand(name, { lua });
+  return r;
+}
+
+export function createRedisEnrichStore(plainRedis: Redis, prefix: string, dedupTtlSeconds: number, minePairs: boolean): EnrichStore {
+  const redis = withScripts(plainRedis);
+  const pipeline = () => redis.pipeline() as Scripted<ReturnType<Redis['pipeline']>>;
   const pinKey = (id: string) => `${prefix}pin:{${id}}`;
   const dirtyKey = (partition: number) => `${prefix}dirty:${partition}`;
   const docKey = (id: string) => `${prefix}doc:{${id}}`;
@@ -146,52 +209,63 @@ export function createRedisEnrichStore(redis: Redis, prefix: string, dedupTtlSec
     return out;
   };
 
+  const applyPins: EnrichStore['applyPins'] = async (changes, nowMs) => {
+    if (changes.length === 0) return [];
+    // Pipelined in order: each change is its own atomic script run, exactly as one by one.
+    const pipe = pipeline();
+    for (const c of changes) {
+      const k = pinKey(c.pinId);
+      pipe.pinrichApplyPin(5, k, `${k}:boards`, `${k}:queries`, `${k}:newq`, dirtyKey(c.partition), c.pinId, c.eventTimeMs, c.type, c.pin ? JSON.stringify(c.pin) : '', nowMs);
+    }
+    const results = (await pipe.exec()) ?? [];
+    return results.map(([err, value]) => {
+      if (err) throw err;
+      return Number(value) === 1;
+    });
+  };
+
   return {
     async applyPin(partition, pinId, eventTimeMs, type, pin, nowMs) {
-      const k = pinKey(pinId);
-      const r = await redis.eval(APPLY_PIN, 5, k, `${k}:boards`, `${k}:queries`, `${k}:newq`, dirtyKey(partition), pinId, eventTimeMs, type, pin ? JSON.stringify(pin) : '', nowMs);
-      return Number(r) === 1;
+      const [applied] = await applyPins([{ partition, pinId, eventTimeMs, type, pin }], nowMs);
+      return applied!;
     },
+    applyPins,
     async applyEngagements(changes, nowMs) {
       if (changes.length === 0) return [];
-      const pipe = redis.pipeline();
-      for (const c of changes) {
-        const k = pinKey(c.pinId);
-        pipe.eval(
-          APPLY_ENGAGEMENT,
-          5,
-          `${k}:evt:${c.eventId}`,
-          k,
-          c.kind === 'board' ? `${k}:boards` : `${k}:queries`,
-          `${k}:newq`,
-          dirtyKey(c.partition),
-          dedupTtlSeconds,
-          c.text,
-          c.pinId,
-          nowMs,
-          minePairs && c.kind === 'query' ? '1' : '0',
-        );
+      const pipe = pipeline();
+      for (let from = 0; from < changes.length; from += ENGAGEMENTS_PER_CALL) {
+        const chunk = changes.slice(from, from + ENGAGEMENTS_PER_CALL);
+        const keys: string[] = [];
+        const args: Array<string | number> = [dedupTtlSeconds, nowMs];
+        for (const c of chunk) {
+          const k = pinKey(c.pinId);
+          keys.push(`${k}:evt:${c.eventId}`, k, c.kind === 'board' ? `${k}:boards` : `${k}:queries`, `${k}:newq`, dirtyKey(c.partition));
+          args.push(c.text, c.pinId, minePairs && c.kind === 'query' ? '1' : '0');
+        }
+        pipe.pinrichApplyEngagements(keys.length, ...keys, ...args);
       }
       const results = (await pipe.exec()) ?? [];
-      return results.map(([err, value]) => {
+      const out: number[] = [];
+      for (const [err, value] of results) {
         if (err) throw err;
-        return Number(value);
-      });
+        for (const n of value as number[]) out.push(Number(n));
+      }
+      return out;
     },
     async applyCaption(partition, pinId, caption, nowMs) {
-      return Number(await redis.eval(APPLY_CAPTION, 2, pinKey(pinId), dirtyKey(partition), JSON.stringify(caption), pinId, nowMs));
+      return Number(await redis.pinrichApplyCaption(2, pinKey(pinId), dirtyKey(partition), JSON.stringify(caption), pinId, nowMs));
     },
     async duePins(partition, dueBeforeMs, limit) {
       return redis.zrangebyscore(dirtyKey(partition), '-inf', dueBeforeMs, 'LIMIT', 0, limit);
     },
     async readPins(pinIds, topK) {
       if (pinIds.length === 0) return [];
-      const pipe = redis.pipeline();
+      const pipe = pipeline();
       for (const id of pinIds) {
         const k = pinKey(id);
         pipe.hgetall(k);
-        pipe.eval(TOP_K, 1, `${k}:boards`, topK);
-        pipe.eval(TOP_K, 1, `${k}:queries`, topK);
+        pipe.pinrichTopK(1, `${k}:boards`, topK);
+        pipe.pinrichTopK(1, `${k}:queries`, topK);
         pipe.smembers(`${k}:newq`);
       }
       const res = (await pipe.exec()) ?? [];
@@ -219,8 +293,7 @@ export function createRedisEnrichStore(redis: Redis, prefix: string, dedupTtlSec
     },
     async commitFlush(partition, pin, published, queries) {
       const k = pinKey(pin.pinId);
-      const r = await redis.eval(
-        COMMIT_FLUSH,
+      const r = await redis.pinrichCommitFlush(
         4,
         k,
         dirtyKey(partition),
@@ -236,6 +309,24 @@ export function createRedisEnrichStore(redis: Redis, prefix: string, dedupTtlSec
       return Number(r) === 1;
     },
     getDocument: (pinId) => redis.get(docKey(pinId)),
+    async stateReady() {
+      return (await redis.exists(`${prefix}state:epoch`)) === 1;
+    },
+    async markStateReady(info, onlyIfAbsent = false) {
+      if (onlyIfAbsent) await redis.set(`${prefix}state:epoch`, JSON.stringify(info), 'NX');
+      else await redis.set(`${prefix}state:epoch`, JSON.stringify(info));
+    },
+    async restorePublished(pinId, hash, version, doc) {
+      const pipe = redis.multi();
+      // A tombstone carries no version: keep the one of the document before it.
+      if (doc === null) pipe.hset(pinKey(pinId), 'hash', hash).del(docKey(pinId));
+      else pipe.hset(pinKey(pinId), 'hash', hash, 'ver', version).set(docKey(pinId), doc);
+      const res = (await pipe.exec()) ?? [];
+      for (const [err] of res) if (err) throw err;
+    },
+    async forgetNewQueries(pinId, queries) {
+      if (queries.length) await redis.srem(`${pinKey(pinId)}:newq`, ...queries);
+    },
     async counts(pinId) {
       const k = pinKey(pinId);
       const [boards, queries, engagements] = await Promise.all([

@@ -44,13 +44,21 @@ export interface ObjectStore {
   close(): void;
 }
 
-export type S3Settings = Pick<Config, 's3Endpoint' | 's3Region' | 's3Bucket' | 's3ForcePathStyle'>;
+export type S3Settings = Pick<Config, 's3Endpoint' | 's3Region' | 's3Bucket' | 's3ForcePathStyle'> &
+  Partial<Pick<Config, 's3AccessKeyId' | 's3SecretAccessKey'>>;
 
-/** An S3 client for the configured endpoint; credentials come from the default AWS provider chain. */
+/**
+ * An S3 client for the configured endpoint. Credentials: PINRICH_S3_ACCESS_KEY_ID/SECRET when
+ * set (local stacks, MinIO), else the default AWS provider chain (AWS_* variables, profile,
+ * instance or pod role).
+ */
 export function createS3Client(config: S3Settings): S3Client {
   return new S3Client({
     region: config.s3Region,
     ...(config.s3Endpoint ? { endpoint: config.s3Endpoint } : {}),
+    ...(config.s3AccessKeyId && config.s3SecretAccessKey
+      ? { credentials: { accessKeyId: config.s3AccessKeyId, secretAccessKey: config.s3SecretAccessKey } }
+      : {}),
     forcePathStyle: config.s3ForcePathStyle,
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',

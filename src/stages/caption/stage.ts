@@ -5,7 +5,9 @@
  * caption cache, describe the misses (each distinct image once per batch, bounded concurrency,
  * shared rate limits, the retry policy), and publish one caption record per pin event. A caption
  * that fails for good is published with status "failed" and its reason, so the pin is still
- * enriched. Invalid events are dead-lettered.
+ * enriched. Invalid events are dead-lettered. A model outage (unreachable, 429s, timeouts past
+ * the retry policy) is not a failure of the pin: it fails the batch, which the worker retries
+ * with its offsets held, so an outage delays captions but never changes them.
  */
 import { createHash } from 'node:crypto';
 import type { Caption } from '../../../schemas/caption.js';
@@ -18,7 +20,7 @@ import type { Topics } from '../../config.js';
 import { decodeRecord } from '../../core/decode.js';
 import { cleanText } from '../../core/text.js';
 import { canonicalImageUrl, checkImageUrl, type UrlPolicy } from '../../core/url-policy.js';
-import { describeError, isPinrichError } from '../../errors.js';
+import { describeError, isModelOutage, isPinrichError } from '../../errors.js';
 import type { Clock } from '../../runtime/clock.js';
 import { createLimit } from '../../runtime/limit.js';
 import type { Logger } from '../../runtime/log.js';
@@ -72,7 +74,8 @@ export function createCaptionStage(deps: CaptionStageDeps): Stage & { stats(): C
       if (!text) return { ok: false, code: 'model_answer_unparseable', reason: 'caption is empty after normalisation' };
       return { ok: true, result: { ...value, text }, cached: false };
     } catch (err) {
-      if (signal.aborted) throw err;
+      // An outage (down, 429, timeouts) fails the batch so the worker holds it; see isModelOutage.
+      if (signal.aborted || isModelOutage(err)) throw err;
       const code = isPinrichError(err) ? (err.code === 'model_rate_limited' || err.code === 'model_timeout' || err.code === 'model_server_error' ? 'model_unavailable' : err.code) : 'processing_error';
       return { ok: false, code, reason: `captioning failed: ${describeError(err)}`.slice(0, 1_000) };
     }
@@ -121,7 +124,9 @@ export function createCaptionStage(deps: CaptionStageDeps): Stage & { stats(): C
       // Model calls can outlast the session timeout: keep heartbeating while they run.
       const beat = setInterval(() => void ctx.heartbeat().catch(() => {}), 3_000);
       try {
-        await Promise.all(outcomes.values());
+        // Let every call finish (successes are cached) before failing the batch for a retry.
+        const failed = (await Promise.allSettled(outcomes.values())).find((o): o is PromiseRejectedResult => o.status === 'rejected');
+        if (failed) throw failed.reason;
       } finally {
         clearInterval(beat);
       }

@@ -15,13 +15,14 @@ import type { EnrichedDocument } from '../../../schemas/enriched-document.js';
 import type { Pair } from '../../../schemas/pair.js';
 import type { PinEvent } from '../../../schemas/pin-event.js';
 import type { OutMessage } from '../../adapters/kafka/client.js';
-import type { EngagementChange, EnrichStore, StoredPin } from '../../adapters/redis/enrich-state.js';
+import type { EngagementChange, EnrichStore, PinChange, StoredPin } from '../../adapters/redis/enrich-state.js';
 import type { Topics } from '../../config.js';
 import { decodeRecord } from '../../core/decode.js';
 import { buildDocument, pairIdOf, type PinFields } from '../../core/document.js';
 import { cleanText, foldText } from '../../core/text.js';
 import { createHash } from 'node:crypto';
 import { canonicalImageUrl } from '../../core/url-policy.js';
+import { PinrichError } from '../../errors.js';
 import type { Clock } from '../../runtime/clock.js';
 import type { Logger } from '../../runtime/log.js';
 import type { InRecord, Rejection, Stage, StageResult } from '../../runtime/stage.js';
@@ -37,6 +38,21 @@ export interface EnrichStageDeps {
   log: Logger;
   /** Pins flushed per tick at most (bounds memory and tick latency). */
   maxFlushPerTick?: number;
+  /**
+   * Refuse to apply or flush anything while the state marker is missing (the worker; not the
+   * rebuild, which is what writes it). Without it, a Redis that restarted empty would turn into
+   * documents built from a fraction of each pin's history.
+   */
+  requireState?: boolean;
+}
+
+/** Thrown while the enrich state is missing: retriable, so the worker holds its offsets. */
+export function stateMissingError(): PinrichError {
+  return new PinrichError(
+    'state_unavailable',
+    'enrich state is missing from Redis (state:epoch marker absent: Redis restarted empty or was flushed); holding offsets and publishing nothing until `pinrich enrich rebuild` has run',
+    { retriable: true },
+  );
 }
 
 export interface EnrichStats {
@@ -90,7 +106,12 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     pairs: 0,
   };
 
+  async function assertState(): Promise<void> {
+    if (deps.requireState && !(await store.stateReady())) throw stateMissingError();
+  }
+
   async function handle(batch: InRecord[]): Promise<StageResult> {
+    await assertState();
     const rejected: Rejection[] = [];
     const now = clock.now();
     const topic = batch[0]?.topic;
@@ -118,6 +139,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
         else stats.engagementEvents++;
       }
     } else if (topic === topics.pinEvents) {
+      const changes: PinChange[] = [];
       for (const record of batch) {
         const d = decodeRecord('pin_event', record.value, deps.maxRecordBytes);
         if (!d.ok) {
@@ -125,7 +147,10 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
           continue;
         }
         const e: PinEvent = d.value;
-        const applied = await store.applyPin(record.partition, e.pin_id, Date.parse(e.event_time), e.type, e.type === 'deleted' ? null : pinFieldsOf(e), now);
+        changes.push({ partition: record.partition, pinId: e.pin_id, eventTimeMs: Date.parse(e.event_time), type: e.type, pin: e.type === 'deleted' ? null : pinFieldsOf(e) });
+      }
+      // One round trip for the batch, applied in order (each change atomic, as one by one).
+      for (const applied of await store.applyPins(changes, now)) {
         if (applied) stats.pinEvents++;
         else stats.stalePinEvents++;
       }
@@ -143,6 +168,9 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     } else {
       throw new Error(`enrich stage got a record of unexpected topic ${topic}`);
     }
+    // Redis may have restarted while the batch was applied: then these offsets must not be
+    // committed (the rebuild replays them; every change above is idempotent).
+    await assertState();
     return { outputs: [], rejected };
   }
 
@@ -187,7 +215,16 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     return { outputs, published, queries: p.newQueries };
   }
 
+  let lastMissingWarn = -Infinity;
   async function tick(assigned: ReadonlyMap<string, readonly number[]>): Promise<StageResult> {
+    if (deps.requireState && !(await store.stateReady())) {
+      // Flush nothing; say so every 10 s (handle() fails loudly too, when input arrives).
+      if (clock.now() - lastMissingWarn >= 10_000) {
+        lastMissingWarn = clock.now();
+        deps.log.error(stateMissingError().message);
+      }
+      return { outputs: [], rejected: [] };
+    }
     const partitions = new Set<number>();
     for (const [topic, parts] of assigned) if (topic === topics.pinEvents || topic === topics.engagement || topic === topics.captions) parts.forEach((p) => partitions.add(p));
     const now = clock.now();
@@ -205,6 +242,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
         commits.push(() => store.commitFlush(partition, p, plan.published, plan.queries));
       }
     }
+    if (outputs.length) await assertState(); // the pins read above came from complete state
     return {
       outputs,
       rejected: [],

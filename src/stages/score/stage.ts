@@ -12,8 +12,10 @@
  *
  * Failures per pair: an answer that is not a level gets one more try, then goes to the DLQ as
  * model_answer_unparseable; a request the server rejects (4xx) goes as model_rejected_request;
- * 429/5xx/timeouts are retried under the shared retry policy and, once it gives up, go as
+ * 5xx answers are retried under the shared retry policy and, once it gives up, go as
  * model_unavailable (as the caption stage does: one sick pair must not hold its partition).
+ * 429s, timeouts and an unreachable server are an outage, not the pair's fault: once the policy
+ * gives up they fail the batch, and the worker retries it with its offsets held.
  * Redis errors are infrastructure: they fail the batch, which the worker retries whole; the
  * labels finished before the failure are in the cache, so the retry does not pay for them again.
  */
@@ -31,7 +33,7 @@ import { decodeRecord, summariseIssues } from '../../core/decode.js';
 import { parseTeacherAnswer } from '../../core/teacher-answer.js';
 import { buildTeacherPrompt, DEFAULT_PROMPT_LIMITS, type PromptLimits, type TeacherPrompt } from '../../core/teacher-prompt.js';
 import type { DeadLetterCode } from '../../../schemas/dead-letter.js';
-import { describeError, isPinrichError, type ErrorCode } from '../../errors.js';
+import { describeError, isPinrichError, PinrichError, type ErrorCode } from '../../errors.js';
 import type { Clock } from '../../runtime/clock.js';
 import { createLimit } from '../../runtime/limit.js';
 import type { Logger } from '../../runtime/log.js';
@@ -42,7 +44,7 @@ export interface ScoreStageDeps {
   teacher: Teacher;
   cache: LabelCache;
   /** Where the enrich worker keeps each pin's last published document (JSON), or null. */
-  documents: Pick<EnrichStore, 'getDocument'>;
+  documents: Pick<EnrichStore, 'getDocument'> & Partial<Pick<EnrichStore, 'stateReady'>>;
   limiter: RateLimiter;
   retry: RetryPolicy;
   /** Pins whose pairs are at the teacher at once, across all partitions of this instance. */
@@ -85,12 +87,15 @@ interface PairJob {
   result?: { ok: true; doc: EnrichedDocument; prompt: TeacherPrompt; scored: Scored } | { ok: false; code: DeadLetterCode; reason: string };
 }
 
-/** Errors of one model call that condemn only that pair; anything else fails the batch. */
+/**
+ * Errors of one model call that condemn only that pair; anything else fails the batch. An
+ * outage (unreachable, 429, timeouts: see isModelOutage) is deliberately not here: it fails
+ * the batch, which the worker retries with its offsets held, so pairs wait out the outage
+ * instead of being dead-lettered as model_unavailable.
+ */
 const PAIR_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'model_rejected_request',
   'model_answer_unparseable',
-  'model_rate_limited',
-  'model_timeout',
   'model_server_error',
 ]);
 
@@ -124,6 +129,11 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
     const attempts = Math.max(1, deps.docMaxAttempts);
     for (let attempt = 1; ; attempt++) {
       const raw = await documents.getDocument(pinId);
+      if (raw === null && documents.stateReady && !(await documents.stateReady())) {
+        // Redis lost the enrich state: "no document" means nothing then. Hold the batch (the
+        // worker retries it, offsets held) rather than dead-letter pairs as doc_not_found.
+        throw new PinrichError('state_unavailable', 'enrich state is missing from Redis (state:epoch marker absent); waiting for `pinrich enrich rebuild` before reading documents', { retriable: true });
+      }
       if (raw !== null) {
         let json: unknown;
         try {

@@ -12,7 +12,9 @@ import { createRateLimiter } from '../../adapters/redis/rate-limit.js';
 import { topics, type Config } from '../../config.js';
 import { PinrichError } from '../../errors.js';
 import type { Clock } from '../../runtime/clock.js';
+import { instrumentTeacher } from '../../runtime/instrument.js';
 import type { Logger } from '../../runtime/log.js';
+import type { PipelineMetrics } from '../../runtime/metrics.js';
 import { retryPolicyOf } from '../../runtime/retry.js';
 import { createScoreStage, type ScoreStats } from './stage.js';
 import type { Stage } from '../../runtime/stage.js';
@@ -23,16 +25,30 @@ import type { Stage } from '../../runtime/stage.js';
  */
 export const SCORE_WORKER_DEFAULTS = Object.freeze({ partitionsConsumedConcurrently: 4, maxBatchRecords: 200 });
 
-/** Build the score stage from the config. Throws config_invalid when no teacher URL is set. */
-export function createScoreStageFromConfig(config: Config, redis: Redis, log: Logger, clock: Clock): Stage & { stats(): ScoreStats } {
+/**
+ * Build the score stage from the config. Throws config_invalid when no teacher URL is set.
+ * `requireEnrichState` (the app sets it): a missing document while the enrich state marker is
+ * absent holds the batch instead of dead-lettering its pairs (see stages/enrich/rebuild.ts).
+ */
+export function createScoreStageFromConfig(
+  config: Config,
+  redis: Redis,
+  log: Logger,
+  clock: Clock,
+  metrics?: PipelineMetrics,
+  opts: { requireEnrichState?: boolean } = {},
+): Stage & { stats(): ScoreStats } {
   if (!config.teacherBaseUrl) throw new PinrichError('config_invalid', 'PINRICH_TEACHER_BASE_URL is required to run the score worker');
   const client = createOpenAiClient({ baseURL: config.teacherBaseUrl, apiKey: config.teacherApiKey });
-  const teacher = createTeacher(client, config.teacherModel, config.teacherTopLogprobs);
+  const bare = createTeacher(client, config.teacherModel, config.teacherTopLogprobs);
+  const teacher = metrics ? instrumentTeacher(bare, metrics) : bare;
   return createScoreStage({
     teacher,
     cache: createRedisLabelCache(redis, config.redisKeyPrefix, config.scoreCacheTtlSeconds),
-    // Only getDocument is used; the other two arguments matter to the enrich worker alone.
-    documents: createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, config.enrichMinePairs),
+    // Only getDocument (and stateReady) are used; the other two arguments matter to the enrich worker alone.
+    documents: (({ getDocument, stateReady }) => (opts.requireEnrichState ? { getDocument, stateReady } : { getDocument }))(
+      createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, config.enrichMinePairs),
+    ),
     limiter: createRateLimiter(redis, `${config.redisKeyPrefix}ratelimit:teacher:${config.teacherModel}`, {
       requestsPerSecond: config.teacherRequestsPerSecond,
       tokensPerMinute: config.teacherTokensPerMinute,

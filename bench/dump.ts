@@ -1,0 +1,44 @@
+/**
+ * dump: label rows per second from relevance.labels into Parquet (zstd) objects on S3 (s3rver),
+ * one dump worker process. The backlog is exactly one aligned block per partition
+ * (PINRICH_DUMP_FLUSH_ROWS x partitions), so every block seals, uploads and commits.
+ * Timed window: worker joined -> every label offset committed (= every object on S3).
+ *
+ *   tsx bench/dump.ts [--quick] [--profile]
+ */
+import { benchEnv, benchStack, configOf, createLagProbe, figure, loadBacklog, mb, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
+import { labelMessage } from './data.js';
+
+export async function runDump(opts: BenchOptions): Promise<BenchResult> {
+  const flushRows = opts.quick ? 12_500 : 50_000;
+  const stack = await benchStack(opts.log);
+  const env = benchEnv(stack, { PINRICH_DUMP_FLUSH_ROWS: String(flushRows) });
+  const config = configOf(env);
+  const rows = flushRows * config.topicPartitions;
+  const t = await setupTopics(config);
+  opts.log(`dump: loading ${rows.toLocaleString('en')} labels`);
+  const load = await loadBacklog(config, t.labels, rows, (k) => labelMessage(k, config.topicPartitions));
+  const probe = await createLagProbe(config);
+  try {
+    const child = await startWorkerChild('dump', env, { profile: opts.profile });
+    opts.log(`dump: worker ${child.pid} joined; timing`);
+    const doneAt = await waitUntil('dump to catch up', async () => (await probe.lag(`${config.groupPrefix}.dump`, [t.labels])) === 0, 900_000);
+    const stopped = await child.stop();
+    const seconds = (doneAt - child.readyAt) / 1000;
+    const settings = { rows, flushRows, partitions: config.topicPartitions, recordBytes: Math.round(load.bytes / rows), compression: 'zstd' };
+    const command = 'tsx bench/dump.ts (worker: node bench/child.ts dump)';
+    return {
+      bench: 'dump',
+      figures: [
+        figure({ name: 'dump throughput', value: round(rows / seconds), unit: 'rows/s', command, settings, target: { op: '>=', value: 100_000 } }),
+        figure({ name: 'dump peak RSS', value: mb(stopped.peakRss), unit: 'MB', command, settings, target: { op: '<=', value: 300 } }),
+      ],
+      profile: stopped.profile,
+      details: { seconds: round(seconds, 2), stats: stopped.stats },
+    };
+  } finally {
+    await probe.close();
+  }
+}
+
+standalone(import.meta.url, runDump);

@@ -1,0 +1,128 @@
+/**
+ * `npm run bench`: every sub-benchmark, one after another, on the local stack (the same
+ * launcher as the tests), then bench/results/latest.json and bench/results/latest.md.
+ *
+ *   npm run bench                    full sizes (1,000,000-event enrich backlog; ~10-15 min)
+ *   npm run bench -- --quick         smoke sizes (~2 min)
+ *   npm run bench -- --only enrich,dump   some of: kafka-tools, enrich, score, dump, freshness, clients
+ *   npm run bench -- --profile       CPU-profile the measured workers (top self-time functions)
+ *
+ * Each sub-benchmark also runs alone: `npx tsx bench/<name>.ts [--quick] [--profile]`.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { runClients } from './clients.js';
+import { runDump } from './dump.js';
+import { runEnrich } from './enrich.js';
+import { runFreshness } from './freshness.js';
+import { runKafkaTools } from './kafka-tools.js';
+import { figure, machine, parseFlags, RESULTS_DIR, round, type BenchOptions, type BenchResult, type Figure } from './lib.js';
+import { runScore } from './score.js';
+
+const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult>> = {
+  'kafka-tools': runKafkaTools,
+  enrich: runEnrich,
+  score: runScore,
+  dump: runDump,
+  freshness: runFreshness,
+  clients: runClients,
+};
+
+function markdown(results: BenchResult[], meta: Record<string, unknown>): string {
+  const lines = [
+    '# pinrich benchmark results',
+    '',
+    `Run ${String(meta.startedAt)} (${String(meta.mode)}), ${String(meta.wallSeconds)} s wall; machine: ${JSON.stringify(meta.machine)}.`,
+    'The stack (Kafka, Redis, s3rver) and the model server share this machine with the worker under test,',
+    'and with whatever else runs on it: compare ratios within one run rather than absolute figures across runs.',
+    '',
+    '| figure | value | target | met | command | settings |',
+    '|---|---:|---|---|---|---|',
+  ];
+  for (const r of results) {
+    for (const f of r.figures) {
+      const target = f.target ? `${f.target.op} ${f.target.value.toLocaleString('en')}` : '';
+      const met = f.target ? (f.target.met ? 'yes' : '**no**') : '';
+      const settings = Object.entries(f.settings).map(([k, v]) => `${k}=${v}`).join(', ');
+      lines.push(`| ${f.name} | ${f.value.toLocaleString('en')} ${f.unit} | ${target} | ${met} | \`${f.command.replace(/\|/g, '\\|')}\` | ${settings} |`);
+    }
+  }
+  const profiled = results.filter((r) => r.profile?.length);
+  if (profiled.length) {
+    lines.push('', '## CPU profiles of the measured workers (top self time)', '');
+    for (const r of profiled) {
+      lines.push(`### ${r.bench}`, '', '| self % | function | where |', '|---:|---|---|');
+      for (const p of r.profile!) lines.push(`| ${p.selfPct} | ${p.fn} | ${p.where} |`);
+      lines.push('');
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** Figures computed across sub-benchmarks (ratios to Kafka's own tools). */
+function derived(results: BenchResult[]): Figure[] {
+  const find = (name: string) => results.flatMap((r) => r.figures).find((f) => f.name === name);
+  const consumerTool = find('Kafka ConsumerPerformance (fetch rate)');
+  const enrich = find('enrich throughput');
+  if (!consumerTool || !enrich) return [];
+  return [
+    figure({
+      name: 'enrich / Kafka ConsumerPerformance',
+      value: round(enrich.value / consumerTool.value, 3),
+      unit: 'x',
+      command: 'ratio of the two figures above, same run',
+      settings: { enrich: enrich.value, consumerTool: consumerTool.value },
+    }),
+  ];
+}
+
+async function main(): Promise<void> {
+  const flags = parseFlags(process.argv.slice(2));
+  const names = flags.only.length ? flags.only : Object.keys(BENCHES);
+  for (const n of names) if (!BENCHES[n]) throw new Error(`unknown benchmark ${n}; known: ${Object.keys(BENCHES).join(', ')}`);
+  const log = (l: string) => process.stderr.write(`[bench] ${l}\n`);
+  const started = Date.now();
+  const results: BenchResult[] = [];
+  const failures: Array<{ bench: string; error: string }> = [];
+  for (const name of names) {
+    log(`--- ${name}${flags.quick ? ' (quick)' : ''}`);
+    const t = Date.now();
+    try {
+      const r = await BENCHES[name]!({ quick: flags.quick, profile: flags.profile, log });
+      results.push(r);
+      for (const f of r.figures) log(`${f.name}: ${f.value.toLocaleString('en')} ${f.unit}${f.target ? ` (target ${f.target.op} ${f.target.value}: ${f.target.met ? 'met' : 'MISSED'})` : ''}`);
+    } catch (err) {
+      failures.push({ bench: name, error: err instanceof Error ? err.message : String(err) });
+      log(`${name} FAILED: ${err instanceof Error ? err.stack : String(err)}`);
+    }
+    log(`${name} took ${Math.round((Date.now() - t) / 1000)} s`);
+  }
+  const base = flags.quick ? 'latest-quick' : 'latest';
+  const file = join(RESULTS_DIR, `${base}.json`);
+  if (flags.only.length && existsSync(file)) {
+    // A partial run (--only) updates its benchmarks in the last results and keeps the others.
+    const previous = JSON.parse(readFileSync(file, 'utf8')) as { results: BenchResult[] };
+    const kept = previous.results.filter((r) => r.bench !== 'ratios' && !names.includes(r.bench));
+    results.unshift(...kept);
+    results.sort((a, b) => Object.keys(BENCHES).indexOf(a.bench) - Object.keys(BENCHES).indexOf(b.bench));
+  }
+  const extra = derived(results);
+  if (extra.length) results.push({ bench: 'ratios', figures: extra });
+  const meta = {
+    startedAt: new Date(started).toISOString(),
+    mode: flags.quick ? 'quick' : 'full',
+    wallSeconds: Math.round((Date.now() - started) / 1000),
+    machine: machine(),
+    failures,
+  };
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(file, JSON.stringify({ ...meta, ...(flags.only.length ? { partialRun: names } : {}), results }, null, 2) + '\n');
+  writeFileSync(join(RESULTS_DIR, `${base}.md`), markdown(results, meta));
+  log(`wrote bench/results/${base}.json and ${base}.md`);
+  process.exit(failures.length ? 1 : 0);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,193 @@
+/**
+ * deploy/ stays true to the code: every manifest parses, refers only to real config options,
+ * the real metrics port, real `pinrich` commands and the real consumer groups and topics; the
+ * image runs as non-root; the dashboard queries only metrics pinrich exports. (No Docker here:
+ * the image itself is not built by the tests.)
+ */
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { registerStageCollectors, WORKER_NAMES } from '../../src/app.js';
+import { loadConfig, OPTIONS, topics } from '../../src/config.js';
+import { createPipelineMetrics, registerProcessMetrics } from '../../src/runtime/metrics.js';
+
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const DEPLOY = join(import.meta.dirname, '../../deploy');
+const K8S = join(DEPLOY, 'k8s');
+const OPTION_ENVS = new Set(Object.values(OPTIONS).map((o) => o.env));
+const SECRET_ENVS = new Set(Object.values(OPTIONS).filter((o) => 'secret' in o && o.secret).map((o) => o.env));
+/** Read by the AWS SDK's default provider chain, not by pinrich's config. */
+const AWS_ENVS = new Set(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_REGION', 'AWS_PROFILE', 'AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE']);
+const DEFAULT_METRICS_PORT = Number(OPTIONS.metricsPort.default);
+
+function docs(file: string): Obj[] {
+  return parseAllDocuments(readFileSync(file, 'utf8'), { merge: true }).map((d) => {
+    expect(d.errors, `${file}: ${d.errors.join('; ')}`).toEqual([]);
+    return d.toJS() as Obj;
+  });
+}
+const k8s = readdirSync(K8S)
+  .filter((f) => f.endsWith('.yaml'))
+  .flatMap((f) => docs(join(K8S, f)).map((doc) => ({ file: f, doc })));
+const byKind = (kind: string) => k8s.filter((d) => d.doc.kind === kind).map((d) => d.doc);
+const configMap = byKind('ConfigMap').find((c) => c.metadata.name === 'pinrich-config')!;
+/** The config the pods get (ConfigMap values over defaults), secrets aside. */
+const podConfig = loadConfig({ ...configMap.data, PINRICH_KAFKA_SASL_PASSWORD: 'x' });
+const compose = docs(join(DEPLOY, 'docker-compose.yml'))[0]!;
+
+/** `pinrich` commands and their sub-commands, from the CLI's own usage text. */
+const usage = spawnSync(process.execPath, ['bin/pinrich.js'], { encoding: 'utf8' }).stderr;
+const COMMANDS = new Map<string, string[] | null>();
+for (const line of usage.split('\n').slice(1)) {
+  const m = /^ {2}([a-z-]+)(?: ([^\s[]+))?/.exec(line);
+  if (m) COMMANDS.set(m[1]!, m[2] ? m[2].replace(/[<>]/g, '').split('|') : null);
+}
+function checkCommand(args: unknown, where: string) {
+  expect(Array.isArray(args), `${where}: args must be a list`).toBe(true);
+  const [cmd, sub] = args as string[];
+  expect(COMMANDS.has(cmd!), `${where}: "${cmd}" is not a pinrich command (${[...COMMANDS.keys()].join(', ')})`).toBe(true);
+  const subs = COMMANDS.get(cmd!);
+  if (subs) expect(subs, `${where}: "${cmd} ${sub}"`).toContain(sub);
+}
+
+/** Input topics per worker, as app.ts subscribes them. */
+function inputTopics(worker: string): string[] {
+  const t = topics(podConfig);
+  return { caption: [t.pinEvents], enrich: [t.pinEvents, t.engagement, t.captions], score: [t.pairs], dump: [t.labels] }[worker]!;
+}
+
+describe('deploy/', () => {
+  it('the CLI usage lists the commands the manifests use', () => {
+    expect(COMMANDS.get('run')).toEqual([...WORKER_NAMES, 'all']);
+    expect(COMMANDS.get('topics')).toEqual(['create']);
+    expect(COMMANDS.has('model-server')).toBe(true);
+  });
+
+  it('k8s: every env var is a pinrich option (or AWS), and secrets come from Secret references only', () => {
+    for (const key of Object.keys(configMap.data)) {
+      expect(OPTION_ENVS.has(key) || AWS_ENVS.has(key), `ConfigMap key ${key}`).toBe(true);
+      expect(SECRET_ENVS.has(key), `${key} is a secret: reference it from pinrich-secrets, not the ConfigMap`).toBe(false);
+    }
+    const pods = [...byKind('Deployment'), ...byKind('Job')].map((d) => d.spec.template.spec);
+    expect(pods.length).toBe(WORKER_NAMES.length + 1);
+    for (const pod of pods) {
+      for (const c of pod.containers) {
+        for (const e of c.env ?? []) {
+          expect(OPTION_ENVS.has(e.name) || AWS_ENVS.has(e.name), `env ${e.name}`).toBe(true);
+          if (SECRET_ENVS.has(e.name)) {
+            expect(e.value, `${e.name} must not have a literal value`).toBeUndefined();
+            expect(e.valueFrom?.secretKeyRef?.name).toBe('pinrich-secrets');
+          }
+        }
+        for (const ef of c.envFrom ?? []) expect(ef.configMapRef?.name).toBe('pinrich-config');
+      }
+    }
+  });
+
+  it('k8s: one Deployment per worker, running `pinrich run <worker>`, probed on the metrics port', () => {
+    const deployments = byKind('Deployment');
+    const port = podConfig.metricsPort;
+    expect(port).toBe(DEFAULT_METRICS_PORT);
+    expect(deployments.map((d) => d.spec.template.spec.containers[0].args[1]).sort()).toEqual([...WORKER_NAMES].sort());
+    for (const d of deployments) {
+      const pod = d.spec.template.spec;
+      const c = pod.containers[0];
+      checkCommand(c.args, d.metadata.name);
+      expect(d.metadata.name).toBe(`pinrich-${c.args[1]}`);
+      expect(c.ports).toEqual([{ name: 'metrics', containerPort: port, protocol: 'TCP' }]);
+      expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+      expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+      expect(Number(d.spec.template.metadata.annotations['prometheus.io/port'])).toBe(port);
+      expect(c.resources.requests.cpu && c.resources.requests.memory && c.resources.limits.memory).toBeTruthy();
+      expect(pod.securityContext.runAsNonRoot).toBe(true);
+      expect(pod.securityContext.runAsUser).not.toBe(0);
+      expect(c.securityContext.allowPrivilegeEscalation).toBe(false);
+      expect(d.spec.selector.matchLabels).toEqual(d.spec.template.metadata.labels);
+    }
+    const job = byKind('Job')[0]!;
+    checkCommand(job.spec.template.spec.containers[0].args, 'topics Job');
+    expect(job.spec.template.spec.containers[0].args).toEqual(['topics', 'create']);
+  });
+
+  it('k8s: a PodDisruptionBudget and a KEDA ScaledObject per worker, on the real group and topics', () => {
+    const deployments = new Map(byKind('Deployment').map((d) => [d.metadata.name as string, d]));
+    const pdbs = byKind('PodDisruptionBudget');
+    expect(pdbs.length).toBe(WORKER_NAMES.length);
+    for (const p of pdbs) {
+      const d = deployments.get(p.metadata.name);
+      expect(d, `PDB ${p.metadata.name} has no Deployment`).toBeDefined();
+      expect(p.spec.selector.matchLabels).toEqual(d!.spec.selector.matchLabels);
+    }
+    const scaled = byKind('ScaledObject');
+    expect(scaled.length).toBe(WORKER_NAMES.length);
+    const auth = new Set(byKind('TriggerAuthentication').map((a) => a.metadata.name));
+    for (const s of scaled) {
+      const d = deployments.get(s.spec.scaleTargetRef.name);
+      expect(d, `ScaledObject ${s.metadata.name} targets no Deployment`).toBeDefined();
+      const worker = d!.spec.template.spec.containers[0].args[1];
+      const [trigger] = s.spec.triggers;
+      expect(trigger.type).toBe('kafka');
+      expect(auth.has(trigger.authenticationRef.name)).toBe(true);
+      expect(trigger.metadata.consumerGroup).toBe(`${podConfig.groupPrefix}.${worker}`);
+      expect(trigger.metadata.bootstrapServers.split(',')).toEqual([...podConfig.kafkaBrokers]);
+      if (trigger.metadata.topic !== undefined) expect(inputTopics(worker)).toEqual([trigger.metadata.topic]);
+      else expect(inputTopics(worker).length).toBeGreaterThan(1); // all of the group's topics
+      expect(Number(trigger.metadata.lagThreshold)).toBeGreaterThan(0);
+      // More members than partitions would sit idle.
+      expect(s.spec.maxReplicaCount).toBeLessThanOrEqual(podConfig.topicPartitions);
+    }
+  });
+
+  it('compose: real options, real commands, the metrics port, and every worker', () => {
+    const services = compose.services as Record<string, Obj>;
+    const pinrich = Object.entries(services).filter(([, s]) => s.image === 'pinrich:dev');
+    const workers = pinrich.filter(([, s]) => s.command[0] === 'run').map(([, s]) => s.command[1]);
+    expect(workers.sort()).toEqual([...WORKER_NAMES].sort());
+    for (const [name, s] of pinrich) {
+      checkCommand(s.command, `compose service ${name}`);
+      for (const key of Object.keys(s.environment ?? {})) expect(OPTION_ENVS.has(key) || AWS_ENVS.has(key), `compose ${name}: ${key}`).toBe(true);
+      if (s.command[0] === 'run') {
+        const port = Number(s.environment.PINRICH_METRICS_PORT ?? DEFAULT_METRICS_PORT);
+        expect(s.ports.map((p: string) => Number(p.split(':')[1]))).toEqual([port]);
+        expect(s.healthcheck.test.join(' ')).toContain(`:${port}/readyz`);
+      }
+    }
+    const loaded = loadConfig(services.caption!.environment);
+    expect(loaded.kafkaBrokers).toEqual(['kafka:9092']);
+  });
+
+  it('Dockerfile: multi-stage, non-root, runs the pinrich CLI, exposes the metrics port', () => {
+    const lines = readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8').split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
+    expect(lines.filter((l) => /^FROM /.test(l)).length).toBeGreaterThanOrEqual(2);
+    const users = lines.filter((l) => /^USER /.test(l)).map((l) => l.slice(5).trim());
+    expect(users.length).toBeGreaterThan(0);
+    expect(['root', '0']).not.toContain(users.at(-1));
+    const entry = JSON.parse(lines.find((l) => l.startsWith('ENTRYPOINT '))!.slice('ENTRYPOINT '.length)) as string[];
+    expect(entry[0]).toBe('node');
+    // The compiled CLI: deploy/tsconfig.build.json emits src/cli.ts as dist/src/cli.js.
+    expect(entry.at(-1)).toBe('dist/src/cli.js');
+    const build = JSON.parse(readFileSync(join(DEPLOY, 'tsconfig.build.json'), 'utf8'));
+    expect(build.compilerOptions.outDir).toBe('../dist');
+    expect(build.include).toContain('../src/**/*.ts');
+    checkCommand(JSON.parse(lines.find((l) => l.startsWith('CMD '))!.slice(4)), 'Dockerfile CMD');
+    expect(lines).toContain(`EXPOSE ${DEFAULT_METRICS_PORT}`);
+  });
+
+  it('Grafana: every metric the dashboard queries is one pinrich exports', () => {
+    const m = createPipelineMetrics();
+    registerProcessMetrics(m.registry);
+    registerStageCollectors(m, () => ({}));
+    const families = [...m.registry.expose().matchAll(/^# TYPE (\S+) (\S+)$/gm)];
+    const exported = new Set(families.flatMap(([, name, kind]) => (kind === 'histogram' ? [`${name}_bucket`, `${name}_sum`, `${name}_count`] : [name!])));
+    const dash = JSON.parse(readFileSync(join(DEPLOY, 'grafana/pinrich-dashboard.json'), 'utf8'));
+    const exprs: string[] = dash.panels.flatMap((p: Obj) => p.targets.map((t: Obj) => t.expr));
+    const used = new Set(exprs.flatMap((e) => [...e.matchAll(/\b((?:pinrich|process)_[a-z_]+)\b/g)].map((x) => x[1]!)));
+    expect(used.size).toBeGreaterThan(10);
+    for (const name of used) expect(exported.has(name), `dashboard queries unknown metric ${name}`).toBe(true);
+    // And every pinrich family is on the dashboard somewhere.
+    for (const [, name] of families) if (name!.startsWith('pinrich_') && name !== 'pinrich_stage_events_total') expect(exprs.join(' '), name).toContain(name);
+  });
+});
