@@ -59,7 +59,10 @@ export function overlapLevel(query: string, pinText: string): 1 | 2 | 3 | 4 | 5 
 export function teacherAnswer(prompt: string): TeacherAnswer {
   const h = fnv1a(prompt);
   const parsed = parseTeacherPrompt(prompt);
-  const level = parsed ? overlapLevel(parsed.query, parsed.pinText) : (((h % 5) + 1) as 1 | 2 | 3 | 4 | 5);
+  // The stand-in judges the pin's own content: the engaged-searches line would otherwise contain
+  // every mined query verbatim and make every mined pair a 5.
+  const content = parsed?.pinText.split('\n').filter((line) => !/^\s*Searches:/i.test(line)).join('\n');
+  const level = parsed ? overlapLevel(parsed.query, content!) : (((h % 5) + 1) as 1 | 2 | 3 | 4 | 5);
 
   // Peaked around the level; the per-digit noise (< half the 1.6 step) keeps the level the argmax.
   const logits = [1, 2, 3, 4, 5].map((d, i) => -1.6 * Math.abs(d - level) + (((h >>> (i * 3)) & 7) / 7 - 0.5) * 0.7);

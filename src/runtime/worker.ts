@@ -59,7 +59,11 @@ export interface Worker {
 /** Group-membership errors of the Kafka protocol: only a rejoin fixes them, not a retry. */
 const MEMBERSHIP_ERRORS = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'REBALANCE_IN_PROGRESS', 'FENCED_INSTANCE_ID']);
 function isMembershipError(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && MEMBERSHIP_ERRORS.has(String((err as { type?: unknown }).type));
+  // kafkajs wraps the protocol error (which has the `type`) in retrier errors: follow `cause`.
+  for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (MEMBERSHIP_ERRORS.has(String((e as { type?: unknown }).type))) return true;
+  }
+  return false;
 }
 
 /** What withRetry returns when it gave a batch up (see there). */

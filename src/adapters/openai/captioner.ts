@@ -5,7 +5,7 @@
 import type OpenAI from 'openai';
 import type { TokenUsage } from '../../../schemas/common.js';
 import { PinrichError } from '../../errors.js';
-import { classifyOpenAiError } from './client.js';
+import { classifyOpenAiError, usageOf } from './client.js';
 
 export const CAPTION_PROMPT_VERSION = 'caption-v1';
 
@@ -57,17 +57,9 @@ export function createCaptioner(client: OpenAI, model: string, maxTokens: number
       if (typeof text !== 'string' || text.trim() === '') {
         throw new PinrichError('model_answer_unparseable', 'caption answer has no text content');
       }
-      const u = completion.usage;
       return {
         text,
-        usage: u
-          ? {
-              prompt_tokens: u.prompt_tokens,
-              completion_tokens: u.completion_tokens,
-              total_tokens: u.total_tokens,
-              cached_prompt_tokens: u.prompt_tokens_details?.cached_tokens ?? 0,
-            }
-          : null,
+        usage: usageOf(completion.usage),
       };
     },
   };

@@ -3,6 +3,7 @@
  * keep-alive connections, and SDK errors translated into PinrichError by status.
  */
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import type { TokenUsage } from '../../../schemas/common.js';
 import { PinrichError } from '../../errors.js';
 
 export interface ModelEndpoint {
@@ -51,6 +52,17 @@ export function classifyOpenAiError(err: unknown, signal?: AbortSignal): Pinrich
     return new PinrichError('model_answer_unparseable', `model answer is not valid JSON: ${err.message}`, { cause: err });
   }
   return new PinrichError('model_server_error', `model call failed: ${err instanceof Error ? err.message : String(err)}`, { retriable: true, cause: err });
+}
+
+/** Token usage as pinrich records it, from an OpenAI usage object (cached prompt tokens when reported). */
+export function usageOf(u: OpenAI.CompletionUsage | undefined | null): TokenUsage | null {
+  if (!u) return null;
+  return {
+    prompt_tokens: u.prompt_tokens,
+    completion_tokens: u.completion_tokens,
+    total_tokens: u.total_tokens,
+    cached_prompt_tokens: u.prompt_tokens_details?.cached_tokens ?? 0,
+  };
 }
 
 /** Retry-After in seconds or an HTTP date, or OpenAI's retry-after-ms. */

@@ -8,7 +8,7 @@ import type { TokenUsage } from '../../../schemas/common.js';
 import type { TokenLogprob } from '../../core/teacher-answer.js';
 import type { TeacherPrompt } from '../../core/teacher-prompt.js';
 import { PinrichError } from '../../errors.js';
-import { classifyOpenAiError } from './client.js';
+import { classifyOpenAiError, usageOf } from './client.js';
 
 /** Sampling parameters; recorded on every label. */
 export interface TeacherParams {
@@ -60,18 +60,10 @@ export function createTeacher(client: OpenAI, model: string, topLogprobs: number
       const choice = completion?.choices?.[0];
       if (!choice) throw new PinrichError('model_answer_unparseable', 'teacher answer has no choices');
       const content = typeof choice.message?.content === 'string' ? choice.message.content : null;
-      const u = completion.usage;
       return {
         content,
         topLogprobs: firstPositionCandidates(choice.logprobs),
-        usage: u
-          ? {
-              prompt_tokens: u.prompt_tokens,
-              completion_tokens: u.completion_tokens,
-              total_tokens: u.total_tokens,
-              cached_prompt_tokens: u.prompt_tokens_details?.cached_tokens ?? 0,
-            }
-          : null,
+        usage: usageOf(completion.usage),
         latencyMs,
       };
     },
