@@ -190,6 +190,28 @@ describe('enrich worker', () => {
     }
   });
 
+  it('does not re-emit an unchanged document (a redelivered pin event)', async () => {
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
+    const t = await setupTopics(config);
+    const event = pinEvent('u', { image_url: undefined });
+    await produce(config, t.pinEvents, [{ key: 'u', value: event }]);
+    const app = await start(config, ['enrich']);
+    try {
+      await readUntil(config, t.enriched, (r) => r.length >= 1);
+      await produce(config, t.pinEvents, [{ key: 'u', value: event }]);
+      // Applied, flushed, found identical by content hash: nothing published.
+      await waitFor('the redelivered event to be flushed', async () => app.stats().enrich!.unchanged >= 1);
+      await produce(config, t.engagement, [{ key: 'u', value: save('u1', 'u', 'Board') }]);
+      const recs = await readUntil(config, t.enriched, (r) => r.length >= 2);
+      await new Promise((r) => setTimeout(r, 1_000));
+      const all = await readUntil(config, t.enriched, (r) => r.length >= recs.length);
+      // v1 for the pin, v2 for the save; the redelivered event changed nothing.
+      expect(all.map((m) => JSON.parse(m.value!).version)).toEqual([1, 2]);
+    } finally {
+      await app.stop();
+    }
+  });
+
   it('turns a deleted pin into a tombstone and ignores its later engagement', async () => {
     const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
     const t = await setupTopics(config);
