@@ -5,29 +5,25 @@
  */
 import type { Kafka } from 'kafkajs';
 import { createKafka, createPublisher, type Publisher } from './adapters/kafka/client.js';
-import { createCaptioner } from './adapters/openai/captioner.js';
-import { createOpenAiClient } from './adapters/openai/client.js';
-import { createRedisCaptionCache } from './adapters/redis/caption-cache.js';
 import { createRedis, pingRedis, type Redis } from './adapters/redis/client.js';
 import { createRedisEnrichStore } from './adapters/redis/enrich-state.js';
-import { createRateLimiter } from './adapters/redis/rate-limit.js';
 import { secretValues, topics as topicNames, type Config } from './config.js';
 import { PinrichError } from './errors.js';
 import { systemClock, type Clock } from './runtime/clock.js';
-import { instrumentCaptioner } from './runtime/instrument.js';
 import type { Logger } from './runtime/log.js';
 import { createPipelineMetrics, registerProcessMetrics, type PipelineMetrics, type Sample } from './runtime/metrics.js';
 import { startOpsServer, type OpsServer } from './runtime/ops-server.js';
 import { createRedactor, redactingPublisher } from './runtime/redact.js';
-import { retryPolicyOf } from './runtime/retry.js';
 import { startWorker, type Worker, type WorkerOptions } from './runtime/worker.js';
-import { createCaptionStage, type CaptionStats } from './stages/caption/stage.js';
+import type { createCaptionStage, CaptionStats } from './stages/caption/stage.js';
 import { checkEnrichState } from './stages/enrich/rebuild.js';
 import { createEnrichStage, type EnrichStats } from './stages/enrich/stage.js';
 import type { ScoreStats } from './stages/score/stage.js';
 import type { DumpStats } from './stages/dump/stage.js';
-import { createDumpStageFromConfig, dumpWorkerOptions } from './stages/dump/wire.js';
-import { createScoreStageFromConfig, SCORE_WORKER_DEFAULTS } from './stages/score/wire.js';
+// Each worker's own wiring (and its heavy dependencies: openai, DuckDB, the AWS SDK) is imported
+// only when that worker runs in this process: an enrich-only process never loads them (RSS).
+import type { createDumpStageFromConfig } from './stages/dump/wire.js';
+import type { createScoreStageFromConfig } from './stages/score/wire.js';
 
 export type WorkerName = 'caption' | 'enrich' | 'score' | 'dump';
 export const WORKER_NAMES: readonly WorkerName[] = ['caption', 'enrich', 'score', 'dump'];
@@ -93,6 +89,15 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
 
     if (which.includes('caption')) {
       if (!config.vlmBaseUrl) throw new PinrichError('config_invalid', 'PINRICH_VLM_BASE_URL is required to run the caption worker');
+      const [{ createCaptioner }, { createOpenAiClient }, { createRedisCaptionCache }, { createRateLimiter }, { instrumentCaptioner }, { retryPolicyOf }, { createCaptionStage }] = await Promise.all([
+        import('./adapters/openai/captioner.js'),
+        import('./adapters/openai/client.js'),
+        import('./adapters/redis/caption-cache.js'),
+        import('./adapters/redis/rate-limit.js'),
+        import('./runtime/instrument.js'),
+        import('./runtime/retry.js'),
+        import('./stages/caption/stage.js'),
+      ]);
       const client = createOpenAiClient({ baseURL: config.vlmBaseUrl, apiKey: config.vlmApiKey });
       const captioner = instrumentCaptioner(createCaptioner(client, config.vlmModel, config.vlmMaxTokens), metrics);
       captionStage = createCaptionStage({
@@ -163,6 +168,7 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
     }
 
     if (which.includes('score')) {
+      const { createScoreStageFromConfig, SCORE_WORKER_DEFAULTS } = await import('./stages/score/wire.js');
       scoreStage = createScoreStageFromConfig(config, redis, log, clock, metrics, { requireEnrichState: true });
       workers.score = await startWorker({
         kafka,
@@ -181,6 +187,7 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
     }
 
     if (which.includes('dump')) {
+      const { createDumpStageFromConfig, dumpWorkerOptions } = await import('./stages/dump/wire.js');
       dumpStage = await createDumpStageFromConfig(config, log.child({ worker: 'dump' }), clock);
       workers.dump = await startWorker({
         ...dumpWorkerOptions(config),

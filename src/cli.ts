@@ -15,10 +15,7 @@ import { createTopics } from './adapters/kafka/admin.js';
 import { createKafka } from './adapters/kafka/client.js';
 import { startApp, WORKER_NAMES, type WorkerName } from './app.js';
 import { ConfigError, configTable, loadConfig, redactConfig, secretValues, type Config } from './config.js';
-import { runDemo } from './demo/run.js';
 import { describeError } from './errors.js';
-import { runLabelsCommand } from './labels/command.js';
-import { main as modelServerMain } from './model-server/main.js';
 import { createLogger } from './runtime/log.js';
 import { rebuildEnrichState } from './stages/enrich/rebuild.js';
 import { createRedactor, type Redactor } from './runtime/redact.js';
@@ -102,6 +99,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'demo': {
       const args = [sub, ...rest].filter((a): a is string => a !== undefined);
+      const { runDemo } = await import('./demo/run.js');
       await runDemo({
         pins: Number(flag(args, '--pins') ?? 1_200),
         events: Number(flag(args, '--events') ?? 24_000),
@@ -118,11 +116,17 @@ async function main(argv: string[]): Promise<number> {
       out(JSON.stringify(report));
       return 0;
     }
-    case 'labels':
+    case 'labels': {
+      // The demo, labels (DuckDB, the AWS SDK) and the model server are imported by their own
+      // commands only, so `pinrich run <worker>` does not carry them in its RSS.
+      const { runLabelsCommand } = await import('./labels/command.js');
       return runLabelsCommand([sub, ...rest].filter((a): a is string => a !== undefined), loadConfig(), (s) => process.stdout.write(s));
-    case 'model-server':
+    }
+    case 'model-server': {
+      const { main: modelServerMain } = await import('./model-server/main.js');
       await modelServerMain([sub, ...rest].filter((a): a is string => a !== undefined));
       return -1; // keeps running until a signal
+    }
     case 'config': {
       if (sub === 'show') {
         out(JSON.stringify(redactConfig(loadConfig()), null, 2));

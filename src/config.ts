@@ -66,7 +66,7 @@ export const OPTIONS = {
   teacherBaseUrl: opt({ env: 'PINRICH_TEACHER_BASE_URL', type: optStr, doc: 'OpenAI-compatible base URL of the teacher; unset = the built-in stand-in server (demo only)' }),
   teacherApiKey: opt({ env: 'PINRICH_TEACHER_API_KEY', type: z.string(), default: 'not-needed', doc: 'API key for the teacher', secret: true }),
   teacherModel: opt({ env: 'PINRICH_TEACHER_MODEL', type: str, default: 'pinrich-standin-teacher', doc: 'Teacher model name' }),
-  teacherConcurrency: opt({ env: 'PINRICH_TEACHER_CONCURRENCY', type: int(1, 4096), default: '64', doc: 'In-flight teacher requests per worker' }),
+  teacherConcurrency: opt({ env: 'PINRICH_TEACHER_CONCURRENCY', type: int(1, 4096), default: '64', doc: 'In-flight teacher requests per worker (with PINRICH_TEACHER_API=completions each carries up to PINRICH_TEACHER_BATCH pairs)' }),
   teacherRequestsPerSecond: opt({ env: 'PINRICH_TEACHER_RPS', type: num(0, 1e6), default: '0', doc: 'Shared request-rate limit (0 = none)' }),
   teacherTokensPerMinute: opt({ env: 'PINRICH_TEACHER_TPM', type: num(0, 1e9), default: '0', doc: 'Shared token-rate limit (0 = none)' }),
   // Model calls
@@ -83,6 +83,8 @@ export const OPTIONS = {
   enrichDedupTtlSeconds: opt({ env: 'PINRICH_ENRICH_DEDUP_TTL_S', type: int(60, 90 * 86_400), default: String(7 * 86_400), doc: 'How long an engagement event_id is remembered for deduplication' }),
   enrichMinePairs: opt({ env: 'PINRICH_ENRICH_MINE_PAIRS', type: bool, default: 'false', doc: 'Publish one relevance.pairs record per pin and new normalised search query' }),
   // Score
+  teacherApi: opt({ env: 'PINRICH_TEACHER_API', type: z.enum(['chat', 'completions']), default: 'chat', doc: 'Teacher endpoint: chat (one prompt per request) or completions (prompt arrays: several pairs per request, for servers such as vLLM that take them)' }),
+  teacherBatch: opt({ env: 'PINRICH_TEACHER_BATCH', type: int(1, 256), default: '16', doc: 'Prompts per request at most with PINRICH_TEACHER_API=completions' }),
   teacherTopLogprobs: opt({ env: 'PINRICH_TEACHER_TOP_LOGPROBS', type: int(0, 20), default: '20', doc: 'Alternatives asked for the answer token (soft labels); 0 = hard labels only' }),
   scoreDocMaxAttempts: opt({ env: 'PINRICH_SCORE_DOC_ATTEMPTS', type: int(1, 20), default: '3', doc: "Reads of a pin's missing document before its pairs are dead-lettered (doc_not_found)" }),
   scoreDocRetryMs: opt({ env: 'PINRICH_SCORE_DOC_RETRY_MS', type: int(0, 60_000), default: '1000', doc: 'Wait before re-reading a missing document; doubles per read' }),

@@ -75,8 +75,23 @@ export interface TeacherPrompt {
   version: string;
   /** System message: the rubric (identical for every pair). User message: pin block, then query. */
   messages: [ChatMessage, ChatMessage];
-  /** sha256 (hex) of the exact messages sent: the label cache key's last part. */
+  /** sha256 (hex) of the exact messages sent (of `text` for a completion prompt): the label cache key's last part. */
   hash: string;
+  /** Set for the completions endpoint: the plain-text prompt sent instead of the messages. */
+  text?: string;
+}
+
+/** Version of the plain-text rendering for /v1/completions (its own labels and cache entries). */
+export const TEACHER_COMPLETION_PROMPT_VERSION = `${TEACHER_PROMPT_VERSION}-completion`;
+
+/**
+ * The same prompt rendered as plain text for /v1/completions: the rubric, a blank line, the user
+ * message. Same pin-first order, so a pin's queries still share their prefix.
+ */
+export function buildTeacherCompletionPrompt(doc: PromptDocument, query: string, limits: PromptLimits = DEFAULT_PROMPT_LIMITS): TeacherPrompt {
+  const chat = buildTeacherPrompt(doc, query, limits);
+  const text = `${chat.messages[0].content}\n\n${chat.messages[1].content}`;
+  return { version: TEACHER_COMPLETION_PROMPT_VERSION, messages: chat.messages, text, hash: createHash('sha256').update(text).digest('hex') };
 }
 
 const RUBRIC = [

@@ -11,6 +11,8 @@ export function estimateTokens(text: string): number {
 
 /** Real servers (vLLM, OpenAI) cache whole KV blocks, so cached counts come in multiples of this. */
 export const CACHE_BLOCK_TOKENS = 16;
+/** Characters per cache block (4 characters per token, as in {@link estimateTokens}). */
+const BLOCK_CHARS = CACHE_BLOCK_TOKENS * 4;
 
 /** A bounded memory of recent prompts per model, answering "how many prompt tokens were cached?". */
 export interface PrefixCache {
@@ -18,32 +20,54 @@ export interface PrefixCache {
   lookupAndRemember(model: string, prompt: string): number;
 }
 
-/** Create a prefix cache remembering the last `capacity` prompts of each model. */
+/**
+ * Create a prefix cache remembering the last `capacity` prompts of each model.
+ *
+ * Like vLLM's automatic prefix caching, a prompt is cut into fixed-size blocks and each block is
+ * keyed by a hash chained over every block before it, so "block i is cached" means "the first
+ * i + 1 blocks equal those of a remembered prompt". A lookup walks the prompt's own blocks once
+ * (O(prompt length), however many prompts are remembered) and counts the leading blocks present;
+ * each key is reference-counted by the remembered prompts holding it, and a prompt that falls out
+ * of the window releases its keys. The answer equals the longest common prefix with any of the
+ * last `capacity` prompts, in whole blocks (up to a 64-bit hash collision).
+ */
 export function createPrefixCache(capacity: number): PrefixCache {
-  const byModel = new Map<string, string[]>();
+  const byModel = new Map<string, { blocks: Map<string, number>; recent: string[][] }>();
   return {
     lookupAndRemember(model, prompt) {
-      let recent = byModel.get(model);
-      if (!recent) {
-        recent = [];
-        byModel.set(model, recent);
+      let m = byModel.get(model);
+      if (!m) byModel.set(model, (m = { blocks: new Map(), recent: [] }));
+      const keys = blockKeys(prompt);
+      let hit = 0;
+      while (hit < keys.length && m.blocks.has(keys[hit]!)) hit++;
+      for (const k of keys) m.blocks.set(k, (m.blocks.get(k) ?? 0) + 1);
+      m.recent.push(keys);
+      if (m.recent.length > capacity) {
+        for (const k of m.recent.shift()!) {
+          const n = (m.blocks.get(k) ?? 1) - 1;
+          if (n <= 0) m.blocks.delete(k);
+          else m.blocks.set(k, n);
+        }
       }
-      let best = 0;
-      for (const seen of recent) best = Math.max(best, commonPrefixLength(seen, prompt, best));
-      recent.push(prompt);
-      if (recent.length > capacity) recent.shift();
-      // Only whole tokens of the shared prefix count: floor, not the ceil used for prompts.
-      const tokens = Math.floor(best / 4);
-      return tokens - (tokens % CACHE_BLOCK_TOKENS);
+      return hit * CACHE_BLOCK_TOKENS;
     },
   };
 }
 
-/** Length of the common prefix of a and b; returns early when it cannot beat `atLeast`. */
-function commonPrefixLength(a: string, b: string, atLeast: number): number {
-  const n = Math.min(a.length, b.length);
-  if (n <= atLeast) return 0;
-  let i = 0;
-  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
-  return i;
+/** Chained 2x32-bit FNV-1a keys of the prompt's whole blocks (a partial last block is never cached). */
+function blockKeys(prompt: string): string[] {
+  const full = Math.floor(prompt.length / BLOCK_CHARS);
+  const keys: string[] = new Array<string>(full);
+  let a = 0x811c9dc5;
+  let b = 0x01000193;
+  for (let blk = 0; blk < full; blk++) {
+    const end = (blk + 1) * BLOCK_CHARS;
+    for (let i = blk * BLOCK_CHARS; i < end; i++) {
+      const c = prompt.charCodeAt(i);
+      a = Math.imul(a ^ c, 0x01000193);
+      b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 15);
+    }
+    keys[blk] = `${(a >>> 0).toString(36)}.${(b >>> 0).toString(36)}`;
+  }
+  return keys;
 }

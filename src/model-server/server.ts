@@ -63,7 +63,8 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<M
     const model = isObject(body) && typeof body.model === 'string' ? body.model : undefined;
     const r: RecordedRequest = { endpoint, kind, model, body, status: 0, at, scripted: false };
     log.push(r);
-    if (log.length > defaults.maxRecorded) log.shift();
+    // Trim in chunks, not one shift() per request (O(maxRecorded) each); readers see the last maxRecorded.
+    if (log.length > defaults.maxRecorded + 1_024) log = log.slice(-defaults.maxRecorded);
     const key = `${endpoint}\t${kind}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
     return r;
@@ -73,6 +74,8 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<M
     r.status = status;
     byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
   };
+
+  const recorded = (): RecordedRequest[] => log.slice(-defaults.maxRecorded);
 
   const count = (filter: CountFilter = {}): number => {
     let n = 0;
@@ -118,7 +121,7 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<M
         clearScripts: () => scripts.clear(),
         stats,
         resetCounters,
-        requests: () => log,
+        requests: recorded,
       });
       return send(res, c.status, c.json);
     }
@@ -211,7 +214,7 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<M
     baseUrl: `http://${host}:${addr.port}/v1`,
     script: (rule) => scripts.add(rule),
     clearScripts: () => scripts.clear(),
-    requests: () => [...log],
+    requests: recorded,
     count,
     stats,
     resetCounters,

@@ -45,6 +45,7 @@ export function instrumentTeacher(teacher: Teacher, metrics: PipelineMetrics, wo
   return {
     model: teacher.model,
     params: teacher.params,
+    ...(teacher.api ? { api: teacher.api } : {}),
     score: (prompt, opts) => timed(metrics, labels, () => teacher.score(prompt, opts)),
   };
 }

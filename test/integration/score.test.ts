@@ -393,3 +393,31 @@ describe('score worker replay', () => {
     expect(all.length).toBeGreaterThanOrEqual(8);
   });
 });
+
+describe('score worker, completions teacher (PINRICH_TEACHER_API=completions)', () => {
+  it("labels pairs through prompt arrays, several pairs per request, with a pin's prompts in order", async () => {
+    const e = await env({ PINRICH_TEACHER_API: 'completions', PINRICH_TEACHER_BATCH: '8' });
+    const pins = [0, 1, 2, 3].map((i) => `pin-cmpl-${i}-${run}`);
+    const long = 'Terracotta pots, raised beds and drip irrigation for a small balcony vegetable garden. '.repeat(4);
+    for (const pin of pins) await putDoc(e.config, pin, { title: `Balcony garden ${pin}`, description: long });
+    const pairs = pins.flatMap((pin) => ['tomatoes', 'drip irrigation', 'herbs'].map((q) => pair(pin, q)));
+    const before = server.count({ endpoint: '/v1/completions' });
+    await startScore(e, `${e.config.groupPrefix}.score`);
+    await sendPairs(e, pairs);
+    const labels = await labelsFor(e, pairs.map((p) => p.pair_id));
+    expect(labels).toHaveLength(pairs.length);
+    expect(labels.every((l) => !l.cached)).toBe(true);
+    const requests = server.count({ endpoint: '/v1/completions' }) - before;
+    // Four pins' first prompts go together, then their second and third: ~3 requests, not 12.
+    expect(requests).toBeGreaterThan(0);
+    expect(requests).toBeLessThan(pairs.length);
+    for (const l of labels) {
+      expect(l.teacher.prompt_version).toBe('teacher-v1-completion');
+      expect(l.label_source).toBe('logprobs');
+      expect(l.distribution).toHaveLength(5);
+    }
+    // Usage summed over the labels is what the requests reported, and later prompts of a pin hit the prefix cache.
+    expect(labels.reduce((n, l) => n + l.usage.completion_tokens, 0)).toBe(pairs.length);
+    expect(labels.reduce((n, l) => n + l.usage.cached_prompt_tokens, 0)).toBeGreaterThan(0);
+  });
+});

@@ -3,7 +3,7 @@ import { decodeRecord } from '../../src/core/decode.js';
 import { assemblePinText, buildDocument, topK, type PinState } from '../../src/core/document.js';
 import { cleanText, foldText } from '../../src/core/text.js';
 import { checkImageUrl } from '../../src/core/url-policy.js';
-import { resolveLanguage } from '../../src/core/language.js';
+import { loadLanguageDetector, resolveLanguage } from '../../src/core/language.js';
 
 const pin = { schema: 'pin_event', schema_version: 1, type: 'created', pin_id: 'p1', event_time: '2026-11-28T00:00:00Z', title: 'T' };
 const buf = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
@@ -139,8 +139,11 @@ describe('document assembly', () => {
     expect(text).toBe('Title: Lemon pasta\nDescription: Quick dinner\nImage: A bowl of pasta.\nBoards: pasta | aaa | dinner\nSearches: lemon pasta');
   });
 
-  it('detects the language when the event has none', () => {
+  it('detects the language when the event has none', async () => {
     expect(resolveLanguage('pt-BR', 'anything')).toEqual({ language: 'pt-BR', source: 'event' });
+    // The detector is loaded on demand (its model is ~145 MB of RSS): not before it is asked for.
+    expect(() => resolveLanguage(null, 'Tarte aux pommes de grand-mère')).toThrow(/not loaded/);
+    await loadLanguageDetector();
     expect(resolveLanguage(null, 'Tarte aux pommes de grand-mère avec une pâte brisée maison')).toEqual({ language: 'fr', source: 'detected' });
     expect(resolveLanguage(null, '')).toEqual({ language: 'und', source: 'unknown' });
   });

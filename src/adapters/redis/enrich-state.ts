@@ -18,7 +18,8 @@
  *
  * Flushing protocol (no lock needed): read state together with `gen`; publish; then
  * `commitFlush` records the new hash/version and removes the dirty mark only if `gen` is
- * unchanged, so a change that raced the flush is flushed again next time.
+ * unchanged, so a change that raced the flush is flushed again next time. The worker reads and
+ * commits a tick's pins in batches (READ_PINS, COMMIT_FLUSHES: the same per-pin steps, fewer calls).
  */
 import type { Redis } from 'ioredis';
 import type { CaptionState, PinFields } from '../../core/document.js';
@@ -42,30 +43,70 @@ return 1
 `;
 
 // Many engagement events in one call (one round trip and one script run per chunk of events,
-// instead of one EVAL each: the per-call cost dominated the enrich worker's throughput).
-// KEYS: 5 per event, event i (0-based) at 5i+1..5i+5: event marker, pin hash, counted zset
-//       (boards or queries), newq, dirty
-// ARGV: 1 marker TTL s, 2 now ms, then 3 per event at 3i+3..3i+5: folded text, pin id,
-//       '1' to remember a new query for pairs
+// instead of one EVAL each: the per-call cost dominated the enrich worker's throughput). The
+// per-event work is only what deduplication needs — the SET NX EX of the event's marker, the one
+// write that must be per event; the counting is aggregated inside the script: one ZINCRBY per
+// distinct (pin, kind, text) by its number of new events, and per pin one HINCRBY of the
+// engagement count, one of `gen` and one ZADD NX on the dirty set. Deduplication stays exact and
+// atomic with the counting: the whole chunk is one script run, so an event's marker is written
+// together with its count or not at all, and a duplicate inside the chunk fails its SET NX.
+// KEYS: 1..E event markers (E = ARGV[3]); then 4 per pin group g (1-based) at E+4(g-1)+1..+4:
+//       pin hash, boards zset, queries zset, newq; then the dirty zsets, D of them
+// ARGV: 1 marker TTL s, 2 now ms, 3 E, 4 G (pin groups), 5 '1' to remember new queries for
+//       pairs; then 2 per group at 5+2(g-1)+1..+2: pin id, dirty index (1-based among the
+//       dirty keys); then 3 per event at 5+2G+3(i-1)+1..+3: group index, 'b' (board) | 'q'
+//       (query), folded text
 // Returns one integer per event, in order: 0 for a duplicate event, -1 for a deleted pin
-// (ignored), else the text's new count. Each event's effects are exactly those of applying it
-// alone, in order (two events of one batch on one pin see each other's effects).
+// (ignored), 1 when counted. The effects are exactly those of applying the events one by one, in
+// order (all of them commute within a chunk: a chunk holds no pin event, so `deleted` cannot
+// change inside it; `gen` only has to change when a pin changes, which it does).
+// Redis Cluster: the keys of one call span many pins (slots); fine on the single node pinrich
+// runs against. A cluster deployment would group a chunk's events by hash slot ({pin} tag) first.
 const APPLY_ENGAGEMENTS = `
-local out = {}
-for i = 0, #KEYS / 5 - 1 do
-  local k = i * 5
-  local a = i * 3 + 2
-  local n
-  if not redis.call('SET', KEYS[k + 1], '1', 'NX', 'EX', ARGV[1]) then n = 0
-  elseif redis.call('HGET', KEYS[k + 2], 'deleted') == '1' then n = -1
+local nE, nG = tonumber(ARGV[3]), tonumber(ARGV[4])
+local mine = ARGV[5] == '1'
+local dk = nE + 4 * nG
+local ea = 5 + 2 * nG
+local out, del, cnt, slots, order = {}, {}, {}, {}, {}
+for i = 1, nE do
+  local a = ea + 3 * (i - 1)
+  local g = tonumber(ARGV[a + 1])
+  if not redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then out[i] = 0
   else
-    n = tonumber(redis.call('ZINCRBY', KEYS[k + 3], 1, ARGV[a + 1]))
-    redis.call('HINCRBY', KEYS[k + 2], 'engagements', 1)
-    redis.call('HINCRBY', KEYS[k + 2], 'gen', 1)
-    if ARGV[a + 3] == '1' and n == 1 then redis.call('SADD', KEYS[k + 4], ARGV[a + 1]) end
-    redis.call('ZADD', KEYS[k + 5], 'NX', ARGV[2], ARGV[a + 2])
+    local d = del[g]
+    if d == nil then
+      d = redis.call('HGET', KEYS[nE + 4 * (g - 1) + 1], 'deleted') == '1'
+      del[g] = d
+    end
+    if d then out[i] = -1
+    else
+      out[i] = 1
+      cnt[g] = (cnt[g] or 0) + 1
+      local id = g .. ARGV[a + 2] .. ARGV[a + 3]
+      local s = slots[id]
+      if s == nil then
+        s = { g, ARGV[a + 2], ARGV[a + 3], 0 }
+        slots[id] = s
+        order[#order + 1] = s
+      end
+      s[4] = s[4] + 1
+    end
   end
-  out[i + 1] = n
+end
+for j = 1, #order do
+  local s = order[j]
+  local base = nE + 4 * (s[1] - 1)
+  local n = tonumber(redis.call('ZINCRBY', KEYS[base + (s[2] == 'b' and 2 or 3)], s[4], s[3]))
+  if mine and s[2] == 'q' and n == s[4] then redis.call('SADD', KEYS[base + 4], s[3]) end
+end
+for g = 1, nG do
+  if cnt[g] then
+    local k = KEYS[nE + 4 * (g - 1) + 1]
+    redis.call('HINCRBY', k, 'engagements', cnt[g])
+    redis.call('HINCRBY', k, 'gen', 1)
+    local a = 5 + 2 * (g - 1)
+    redis.call('ZADD', KEYS[dk + tonumber(ARGV[a + 2])], 'NX', ARGV[2], ARGV[a + 1])
+  end
 end
 return out
 `;
@@ -120,6 +161,62 @@ for i = 1, #ties do out[#out + 1] = ties[i] end
 return out
 `;
 
+// Many pins' state in one call (the flush reads every due pin of a tick): per pin the hash, the
+// top-k board titles and queries (ties as TOP_K above) and the new-query set.
+// KEYS: 4 per pin: pin hash, boards zset, queries zset, newq.  ARGV: 1 k
+// Returns one array per pin: { HGETALL flat, top boards WITHSCORES, top queries WITHSCORES, SMEMBERS newq }.
+// Redis Cluster: see APPLY_ENGAGEMENTS (keys span pins; single node here).
+const READ_PINS = `
+local k = tonumber(ARGV[1])
+local function top(key)
+  local t = redis.call('ZRANGE', key, '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, k, 'WITHSCORES')
+  if #t < 2 * k then return t end
+  local kth = t[2 * k]
+  local o = {}
+  for i = 1, #t, 2 do
+    if tonumber(t[i + 1]) > tonumber(kth) then o[#o + 1] = t[i]; o[#o + 1] = t[i + 1] end
+  end
+  local ties = redis.call('ZRANGE', key, kth, kth, 'BYSCORE', 'LIMIT', 0, k - #o / 2, 'WITHSCORES')
+  for i = 1, #ties do o[#o + 1] = ties[i] end
+  return o
+end
+local out = {}
+for p = 0, #KEYS / 4 - 1 do
+  local b = 4 * p
+  out[p + 1] = { redis.call('HGETALL', KEYS[b + 1]), top(KEYS[b + 2]), top(KEYS[b + 3]), redis.call('SMEMBERS', KEYS[b + 4]) }
+end
+return out
+`;
+
+// COMMIT_FLUSH for many pins in one call (each pin exactly as COMMIT_FLUSH alone; pins are
+// independent). KEYS: 4 per pin: pin hash, dirty, doc key, newq.
+// ARGV: per pin: pin id, gen, hash, version, doc, Q, then Q published queries.
+// Returns 1 or 0 per pin, as COMMIT_FLUSH. Redis Cluster: see APPLY_ENGAGEMENTS.
+const COMMIT_FLUSHES = `
+local out = {}
+local a = 1
+for p = 0, #KEYS / 4 - 1 do
+  local b = 4 * p
+  local q = tonumber(ARGV[a + 5])
+  if ARGV[a + 2] ~= '' then
+    redis.call('HSET', KEYS[b + 1], 'hash', ARGV[a + 2], 'ver', ARGV[a + 3])
+    if ARGV[a + 4] == '' then redis.call('DEL', KEYS[b + 3]) else redis.call('SET', KEYS[b + 3], ARGV[a + 4]) end
+  end
+  for i = a + 6, a + 5 + q do redis.call('SREM', KEYS[b + 4], ARGV[i]) end
+  if (redis.call('HGET', KEYS[b + 1], 'gen') or '') == ARGV[a + 1] then
+    redis.call('ZREM', KEYS[b + 2], ARGV[a])
+    out[p + 1] = 1
+  else
+    out[p + 1] = 0
+  end
+  a = a + 6 + q
+end
+return out
+`;
+
+/** Pins per READ_PINS / COMMIT_FLUSHES call: bounds how long one call holds Redis. */
+const PINS_PER_CALL = 200;
+
 export interface StoredPin {
   pinId: string;
   gen: string;
@@ -154,13 +251,15 @@ export interface EnrichStore {
   applyPin(partition: number, pinId: string, eventTimeMs: number, type: 'created' | 'updated' | 'deleted', pin: PinFields | null, nowMs: number): Promise<boolean>;
   /** Apply many pin events in order, in one round trip; returns per event whether it applied (false: stale). */
   applyPins(changes: PinChange[], nowMs: number): Promise<boolean[]>;
-  /** Apply many engagement events in one round trip; returns per event: 0 duplicate, -1 ignored, else new count. */
+  /** Apply many engagement events in one round trip; returns per event: 0 duplicate, -1 ignored (deleted pin), 1 counted. */
   applyEngagements(changes: EngagementChange[], nowMs: number): Promise<number[]>;
   applyCaption(partition: number, pinId: string, caption: CaptionState, nowMs: number): Promise<number>;
   /** Pins of `partition` dirty since at most `dueBeforeMs`, oldest first. */
   duePins(partition: number, dueBeforeMs: number, limit: number): Promise<string[]>;
   readPins(pinIds: string[], topK: number): Promise<StoredPin[]>;
   commitFlush(partition: number, pin: StoredPin, published: { hash: string; version: number; doc: string | null } | null, queries: string[]): Promise<boolean>;
+  /** commitFlush for many pins in one round trip (each as commitFlush alone); true per pin whose dirty mark was cleared. */
+  commitFlushes(items: Array<{ partition: number; pin: StoredPin; published: { hash: string; version: number; doc: string | null } | null; queries: string[] }>): Promise<boolean[]>;
   /** The last published document of a pin, or null. */
   getDocument(pinId: string): Promise<string | null>;
   /** True when the state marker is present: the state is complete (see the key list above). */
@@ -185,6 +284,8 @@ const SCRIPTS = {
   pinrichApplyCaption: APPLY_CAPTION,
   pinrichCommitFlush: COMMIT_FLUSH,
   pinrichTopK: TOP_K,
+  pinrichReadPins: READ_PINS,
+  pinrichCommitFlushes: COMMIT_FLUSHES,
 } as const;
 type ScriptName = keyof typeof SCRIPTS;
 type ScriptCall = (numKeys: number, ...args: Array<string | number>) => Promise<unknown>;
@@ -235,14 +336,28 @@ export function createRedisEnrichStore(plainRedis: Redis, prefix: string, dedupT
       const pipe = pipeline();
       for (let from = 0; from < changes.length; from += ENGAGEMENTS_PER_CALL) {
         const chunk = changes.slice(from, from + ENGAGEMENTS_PER_CALL);
-        const keys: string[] = [];
-        const args: Array<string | number> = [dedupTtlSeconds, nowMs];
+        const markers: string[] = [];
+        const groupKeys: string[] = [];
+        const groupArgs: Array<string | number> = [];
+        const eventArgs: Array<string | number> = [];
+        const groups = new Map<string, number>(); // pin id + partition -> group index (1-based)
+        const dirty = new Map<number, number>(); // partition -> dirty key index (1-based)
         for (const c of chunk) {
           const k = pinKey(c.pinId);
-          keys.push(`${k}:evt:${c.eventId}`, k, c.kind === 'board' ? `${k}:boards` : `${k}:queries`, `${k}:newq`, dirtyKey(c.partition));
-          args.push(c.text, c.pinId, minePairs && c.kind === 'query' ? '1' : '0');
+          let d = dirty.get(c.partition);
+          if (d === undefined) dirty.set(c.partition, (d = dirty.size + 1));
+          const gid = `${c.partition}\n${c.pinId}`;
+          let g = groups.get(gid);
+          if (g === undefined) {
+            groups.set(gid, (g = groups.size + 1));
+            groupKeys.push(k, `${k}:boards`, `${k}:queries`, `${k}:newq`);
+            groupArgs.push(c.pinId, d);
+          }
+          markers.push(`${k}:evt:${c.eventId}`);
+          eventArgs.push(g, c.kind === 'board' ? 'b' : 'q', c.text);
         }
-        pipe.pinrichApplyEngagements(keys.length, ...keys, ...args);
+        const keys = [...markers, ...groupKeys, ...[...dirty.keys()].map(dirtyKey)];
+        pipe.pinrichApplyEngagements(keys.length, ...keys, dedupTtlSeconds, nowMs, chunk.length, groups.size, minePairs ? '1' : '0', ...groupArgs, ...eventArgs);
       }
       const results = (await pipe.exec()) ?? [];
       const out: number[] = [];
@@ -261,21 +376,24 @@ export function createRedisEnrichStore(plainRedis: Redis, prefix: string, dedupT
     async readPins(pinIds, topK) {
       if (pinIds.length === 0) return [];
       const pipe = pipeline();
-      for (const id of pinIds) {
-        const k = pinKey(id);
-        pipe.hgetall(k);
-        pipe.pinrichTopK(1, `${k}:boards`, topK);
-        pipe.pinrichTopK(1, `${k}:queries`, topK);
-        pipe.smembers(`${k}:newq`);
+      for (let from = 0; from < pinIds.length; from += PINS_PER_CALL) {
+        const keys: string[] = [];
+        for (const id of pinIds.slice(from, from + PINS_PER_CALL)) {
+          const k = pinKey(id);
+          keys.push(k, `${k}:boards`, `${k}:queries`, `${k}:newq`);
+        }
+        pipe.pinrichReadPins(keys.length, ...keys, topK);
       }
       const res = (await pipe.exec()) ?? [];
-      const value = (i: number) => {
-        const [err, v] = res[i]!;
+      const rows: unknown[][] = [];
+      for (const [err, v] of res) {
         if (err) throw err;
-        return v;
-      };
+        rows.push(...(v as unknown[][]));
+      }
       return pinIds.map((pinId, n) => {
-        const h = value(n * 4) as Record<string, string>;
+        const [flat, boards, queries, newq] = rows[n] as [string[], string[], string[], string[]];
+        const h: Record<string, string> = {};
+        for (let i = 0; i < flat.length; i += 2) h[flat[i]!] = flat[i + 1]!;
         return {
           pinId,
           gen: h.gen ?? '',
@@ -285,11 +403,32 @@ export function createRedisEnrichStore(plainRedis: Redis, prefix: string, dedupT
           engagements: Number(h.engagements ?? 0),
           version: Number(h.ver ?? 0),
           hash: h.hash ?? '',
-          boards: parseCounts(value(n * 4 + 1) as string[]),
-          queries: parseCounts(value(n * 4 + 2) as string[]),
-          newQueries: (value(n * 4 + 3) as string[]).sort(),
+          boards: parseCounts(boards),
+          queries: parseCounts(queries),
+          newQueries: newq.sort(),
         };
       });
+    },
+    async commitFlushes(items) {
+      if (items.length === 0) return [];
+      const pipe = pipeline();
+      for (let from = 0; from < items.length; from += PINS_PER_CALL) {
+        const keys: string[] = [];
+        const args: Array<string | number> = [];
+        for (const { partition, pin, published, queries } of items.slice(from, from + PINS_PER_CALL)) {
+          const k = pinKey(pin.pinId);
+          keys.push(k, dirtyKey(partition), docKey(pin.pinId), `${k}:newq`);
+          args.push(pin.pinId, pin.gen, published?.hash ?? '', published?.version ?? 0, published?.doc ?? '', queries.length, ...queries);
+        }
+        pipe.pinrichCommitFlushes(keys.length, ...keys, ...args);
+      }
+      const res = (await pipe.exec()) ?? [];
+      const out: boolean[] = [];
+      for (const [err, v] of res) {
+        if (err) throw err;
+        for (const n of v as number[]) out.push(Number(n) === 1);
+      }
+      return out;
     },
     async commitFlush(partition, pin, published, queries) {
       const k = pinKey(pin.pinId);

@@ -47,9 +47,23 @@ export function labelRow(label: Label, record: Pick<InRecord, 'topic' | 'partiti
   };
 }
 
+/** One open block's rows, held in DuckDB (columnar, off the JS heap) until it is written. */
+export interface BlockTable {
+  /** Append rows (in offset order). */
+  append(rows: readonly LabelRow[]): Promise<void>;
+  /** Delete the rows at or after `offset`; resolves with how many rows are left. */
+  truncateFrom(offset: bigint): Promise<number>;
+  /** Every row held, as one Parquet file (zstd), in insertion order. */
+  write(): Promise<Uint8Array>;
+  /** Free the table. */
+  drop(): Promise<void>;
+}
+
 export interface ParquetWriter {
   /** The rows as one Parquet file (zstd), in the given order. */
   write(rows: readonly LabelRow[]): Promise<Uint8Array>;
+  /** A new, empty block table. */
+  open(): Promise<BlockTable>;
   close(): void;
 }
 
@@ -68,8 +82,34 @@ export async function createParquetWriter(): Promise<ParquetWriter> {
     queue = run.catch(() => undefined);
     return run;
   };
+  const copy = (table: string) => serial(() => copyToParquet(conn, table, join(dir, `part-${++seq}.parquet`)));
   return {
-    write: (rows) => serial(() => writeRows(conn, rows, join(dir, `part-${++seq}.parquet`), `rows_${seq}`)),
+    write: (rows) =>
+      serial(async () => {
+        const table = `rows_${++seq}`;
+        await conn.run(`CREATE TABLE ${table} (${LABEL_COLUMNS_DDL})`);
+        try {
+          await appendRows(conn, table, rows);
+          return await copyToParquet(conn, table, join(dir, `part-${++seq}.parquet`));
+        } finally {
+          await conn.run(`DROP TABLE IF EXISTS ${table}`);
+        }
+      }),
+    async open() {
+      const table = `block_${++seq}`;
+      await serial(() => conn.run(`CREATE TABLE ${table} (${LABEL_COLUMNS_DDL})`));
+      return {
+        append: (rows) => serial(() => appendRows(conn, table, rows)),
+        truncateFrom: (offset) =>
+          serial(async () => {
+            await conn.run(`DELETE FROM ${table} WHERE kafka_offset >= ${BigInt(offset)}`);
+            const left = await conn.runAndReadAll(`SELECT count(*)::INTEGER FROM ${table}`);
+            return Number(left.getRows()[0]![0]);
+          }),
+        write: () => copy(table),
+        drop: () => serial(() => conn.run(`DROP TABLE IF EXISTS ${table}`).then(() => undefined)),
+      };
+    },
     close() {
       conn.closeSync();
       instance.closeSync();
@@ -78,43 +118,51 @@ export async function createParquetWriter(): Promise<ParquetWriter> {
   };
 }
 
-async function writeRows(conn: DuckDBConnection, rows: readonly LabelRow[], file: string, table: string): Promise<Uint8Array> {
-  await conn.run(`CREATE TABLE ${table} (${LABEL_COLUMNS_DDL})`);
+async function appendRows(conn: DuckDBConnection, table: string, rows: readonly LabelRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const appender = await conn.createAppender(table);
   try {
-    const appender = await conn.createAppender(table);
-    try {
-      for (const row of rows) {
-        for (const col of PARQUET_LABEL_COLUMNS) append(appender, col.type, row[col.name]);
-        appender.endRow();
+    for (const row of rows) {
+      for (let c = 0; c < COLUMN_NAMES.length; c++) {
+        const v = row[COLUMN_NAMES[c]!];
+        if (v === null) appender.appendNull();
+        else APPENDERS[c]!(appender, v);
       }
-      appender.flushSync();
-    } finally {
-      appender.closeSync();
+      appender.endRow();
     }
+    appender.flushSync();
+  } finally {
+    appender.closeSync();
+  }
+}
+
+async function copyToParquet(conn: DuckDBConnection, table: string, file: string): Promise<Uint8Array> {
+  try {
     await conn.run(`COPY ${table} TO '${file.replace(/'/g, "''")}' (FORMAT parquet, COMPRESSION zstd)`);
     return new Uint8Array(await readFile(file));
   } finally {
-    await conn.run(`DROP TABLE IF EXISTS ${table}`);
     await rm(file, { force: true });
   }
 }
 
-function append(a: DuckDBAppender, type: string, v: string | number | bigint | null): void {
-  if (v === null) return a.appendNull();
-  switch (type) {
+type Append = (a: DuckDBAppender, v: string | number | bigint) => void;
+const COLUMN_NAMES: readonly ColumnName[] = PARQUET_LABEL_COLUMNS.map((c) => c.name);
+/** One appender call per column, chosen once from the layout (not per cell). */
+const APPENDERS: readonly Append[] = PARQUET_LABEL_COLUMNS.map((col): Append => {
+  switch (col.type as string) {
     case 'VARCHAR':
-      return a.appendVarchar(String(v));
+      return (a, v) => a.appendVarchar(typeof v === 'string' ? v : String(v));
     case 'TINYINT':
-      return a.appendTinyInt(Number(v));
+      return (a, v) => a.appendTinyInt(Number(v));
     case 'INTEGER':
-      return a.appendInteger(Number(v));
+      return (a, v) => a.appendInteger(Number(v));
     case 'BIGINT':
-      return a.appendBigInt(BigInt(v));
+      return (a, v) => a.appendBigInt(typeof v === 'bigint' ? v : BigInt(v));
     case 'DOUBLE':
-      return a.appendDouble(Number(v));
+      return (a, v) => a.appendDouble(Number(v));
     case 'TIMESTAMP':
-      return a.appendTimestamp(timestampValue(BigInt(v) * 1000n));
+      return (a, v) => a.appendTimestamp(timestampValue(BigInt(v) * 1000n));
     default:
-      throw new Error(`parquet-label column type ${type} has no appender mapping`);
+      throw new Error(`parquet-label column type ${col.type} has no appender mapping`);
   }
-}
+});

@@ -51,7 +51,7 @@ import { decodeRecord } from '../../core/decode.js';
 import type { Clock } from '../../runtime/clock.js';
 import type { Logger } from '../../runtime/log.js';
 import type { InRecord, Rejection, Stage, StageContext, StageResult } from '../../runtime/stage.js';
-import { labelRow, type LabelRow, type ParquetWriter } from './parquet.js';
+import { labelRow, type BlockTable, type LabelRow, type ParquetWriter } from './parquet.js';
 
 export interface DumpStageDeps {
   store: ObjectStore;
@@ -78,7 +78,11 @@ export interface DumpStats {
   rejected: number;
 }
 
-/** An open block of one partition: rows buffered since the last seal. */
+/**
+ * An open block of one partition: rows since the last seal. They are held in a DuckDB table
+ * (columnar, off the JS heap: memory per open block stays small however large flushRows is);
+ * `pending` holds only the rows of the batch being handled, appended before it returns.
+ */
 interface Block {
   topic: string;
   partition: number;
@@ -86,7 +90,10 @@ interface Block {
   first: bigint;
   last: bigint;
   dir: string;
-  rows: LabelRow[];
+  pending: LabelRow[];
+  /** Rows in `table`. */
+  stored: number;
+  table: BlockTable | undefined;
   /** Clock time at which the oldest row not yet in any uploaded version arrived. */
   pendingSince: number | null;
 }
@@ -135,11 +142,32 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
     return run;
   }
 
+  /** Move the block's pending rows into its table. */
+  async function storePending(block: Block): Promise<void> {
+    if (block.pending.length === 0) return;
+    block.table ??= await writer.open();
+    const rows = block.pending;
+    block.pending = [];
+    await block.table.append(rows);
+    block.stored += rows.length;
+  }
+
+  /** Free a block's table once the work queued on its partition is done. */
+  function dropTable(key: string, block: Block): void {
+    const table = block.table;
+    block.table = undefined;
+    block.pending = [];
+    block.stored = 0;
+    if (table) void withLock(key, () => table.drop()).catch((err: unknown) => log.warn('dropping a dump block table failed', { error: String(err) }));
+  }
+
   /** Upload the block's current rows as its newest version, then delete the older versions. */
   async function upload(block: Block, sealed: boolean, signal: AbortSignal): Promise<void> {
-    if (block.rows.length === 0) return; // only dead letters in it: no object
+    await storePending(block);
+    if (block.stored === 0 || !block.table) return; // only dead letters in it: no object
+    const rowCount = block.stored;
     const key = dumpObjectKey(deps.s3Prefix, block.dir, block.topic, block.partition, block.first, block.last);
-    const bytes = await writer.write(block.rows);
+    const bytes = await block.table.write();
     await store.put(key, bytes, { signal, contentType: 'application/vnd.apache.parquet' });
     const prefix = dumpObjectKey(deps.s3Prefix, block.dir, block.topic, block.partition, block.first, '').replace(/\.parquet$/, '');
     const older: string[] = [];
@@ -160,23 +188,30 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
     if (sealed) stats.sealed++;
     else stats.partials++;
     block.pendingSince = null;
-    log.info('dump object written', { key, rows: block.rows.length, sealed, superseded: older.length });
+    log.info('dump object written', { key, rows: rowCount, sealed, superseded: older.length });
   }
 
   async function seal(key: string, block: Block, ctx: StageContext): Promise<void> {
     await upload(block, true, ctx.signal);
     blocks.delete(key);
+    const table = block.table;
+    block.table = undefined;
+    await table?.drop();
     sealedThrough.set(key, (block.index + 1n) * N - 1n);
     await ctx.heartbeat();
   }
 
   /** A record at or before the block's last offset arrived again (a retried or redelivered batch). */
-  function rewind(key: string, block: Block, offset: bigint): Block | undefined {
+  async function rewind(key: string, block: Block, offset: bigint): Promise<Block | undefined> {
     if (offset <= block.first) {
       blocks.delete(key);
+      const table = block.table;
+      block.table = undefined;
+      await table?.drop();
       return undefined;
     }
-    block.rows = block.rows.filter((r) => (r.kafka_offset as bigint) < offset);
+    block.pending = block.pending.filter((r) => (r.kafka_offset as bigint) < offset);
+    if (block.table) block.stored = await block.table.truncateFrom(offset);
     block.last = offset - 1n;
     return block;
   }
@@ -200,7 +235,7 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
           }
           if (offset <= (sealedThrough.get(key) ?? -1n)) continue; // already in a sealed object
           let block = blocks.get(key);
-          if (block && offset <= block.last) block = rewind(key, block, offset);
+          if (block && offset <= block.last) block = await rewind(key, block, offset);
           if (block && offset / N !== block.index) {
             // A record past the block's end: the block's last offsets hold no records.
             await seal(key, block, ctx);
@@ -215,19 +250,24 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
               first: offset,
               last: offset,
               dir: hourDir(label ? Date.parse(label.labeled_at) : record.timestamp),
-              rows: [],
+              pending: [],
+              stored: 0,
+              table: undefined,
               pendingSince: null,
             };
             blocks.set(key, block);
           }
           block.last = offset;
           if (decoded.ok) {
-            block.rows.push(labelRow(decoded.value, record));
+            block.pending.push(labelRow(decoded.value, record));
             block.pendingSince ??= clock.now();
             stats.rows++;
           }
           if (offset === (block.index + 1n) * N - 1n) await seal(key, block, ctx);
         }
+        // The batch's rows go into the block's table now: only the open blocks' tables hold rows between batches.
+        const open = blocks.get(key);
+        if (open) await storePending(open);
         // Commit up to the end of the last sealed block if this batch reached into it.
         const sealed = sealedThrough.get(key);
         const commitOffset = sealed !== undefined && sealed >= BigInt(batch[0]!.offset) ? (sealed + 1n).toString() : null;
@@ -239,6 +279,7 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
       for (const [key, block] of [...blocks]) {
         if (!assigned.get(block.topic)?.includes(block.partition)) {
           blocks.delete(key); // revoked: its next owner re-reads these uncommitted records
+          dropTable(key, block);
           sealedThrough.delete(key);
           continue;
         }
@@ -253,6 +294,7 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
 
     onAssignment() {
       // After a rejoin every partition is redelivered from its committed offset (a block start).
+      for (const [key, block] of blocks) dropTable(key, block);
       blocks.clear();
       sealedThrough.clear();
     },

@@ -19,6 +19,7 @@ import type { EngagementChange, EnrichStore, PinChange, StoredPin } from '../../
 import type { Topics } from '../../config.js';
 import { decodeRecord } from '../../core/decode.js';
 import { buildDocument, pairIdOf, type PinFields } from '../../core/document.js';
+import { loadLanguageDetector, needsDetection } from '../../core/language.js';
 import { cleanText, foldText } from '../../core/text.js';
 import { createHash } from 'node:crypto';
 import { canonicalImageUrl } from '../../core/url-policy.js';
@@ -230,24 +231,29 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     const now = clock.now();
     const nowIso = new Date(now).toISOString();
     const outputs: OutMessage[] = [];
-    const commits: Array<() => Promise<boolean>> = [];
-    let budget = maxFlush;
-    for (const partition of [...partitions].sort((a, b) => a - b)) {
-      if (budget <= 0) break;
-      const due = await store.duePins(partition, now - deps.windowMs, budget);
-      budget -= due.length;
-      for (const p of await store.readPins(due, deps.topK)) {
-        const plan = planFlush(p, nowIso);
-        outputs.push(...plan.outputs);
-        commits.push(() => store.commitFlush(partition, p, plan.published, plan.queries));
-      }
-    }
+    const commits: Parameters<EnrichStore['commitFlushes']>[0] = [];
+    // Due pins of every partition at once (the same pins as asking partition by partition with
+    // what is left of the budget: partitions in order, oldest first), then one read of them all.
+    const ordered = [...partitions].sort((a, b) => a - b);
+    const dueBy = await Promise.all(ordered.map((partition) => store.duePins(partition, now - deps.windowMs, maxFlush)));
+    const due: Array<{ partition: number; pinId: string }> = [];
+    ordered.forEach((partition, i) => {
+      for (const pinId of dueBy[i]!) if (due.length < maxFlush) due.push({ partition, pinId });
+    });
+    const pins = await store.readPins(due.map((d) => d.pinId), deps.topK);
+    // The language detector is loaded on first need only (see core/language.ts).
+    if (pins.some((p) => !p.deleted && p.pin && needsDetection(p.pin.language))) await loadLanguageDetector();
+    pins.forEach((p, i) => {
+      const plan = planFlush(p, nowIso);
+      outputs.push(...plan.outputs);
+      commits.push({ partition: due[i]!.partition, pin: p, published: plan.published, queries: plan.queries });
+    });
     if (outputs.length) await assertState(); // the pins read above came from complete state
     return {
       outputs,
       rejected: [],
       commit: async () => {
-        await Promise.all(commits.map((c) => c()));
+        await store.commitFlushes(commits);
       },
     };
   }

@@ -31,7 +31,7 @@ import type { RateLimiter } from '../../adapters/redis/rate-limit.js';
 import type { Topics } from '../../config.js';
 import { decodeRecord, summariseIssues } from '../../core/decode.js';
 import { parseTeacherAnswer } from '../../core/teacher-answer.js';
-import { buildTeacherPrompt, DEFAULT_PROMPT_LIMITS, type PromptLimits, type TeacherPrompt } from '../../core/teacher-prompt.js';
+import { buildTeacherCompletionPrompt, buildTeacherPrompt, DEFAULT_PROMPT_LIMITS, type PromptLimits, type TeacherPrompt } from '../../core/teacher-prompt.js';
 import type { DeadLetterCode } from '../../../schemas/dead-letter.js';
 import { describeError, isPinrichError, PinrichError, type ErrorCode } from '../../errors.js';
 import type { Clock } from '../../runtime/clock.js';
@@ -107,6 +107,8 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
   const answerAttempts = Math.max(1, deps.answerAttempts ?? 2);
   const limits = deps.promptLimits ?? DEFAULT_PROMPT_LIMITS;
   const params = teacher.params;
+  // The completions teacher takes the plain-text rendering (its own prompt version and cache keys).
+  const buildPrompt = teacher.api === 'completions' ? buildTeacherCompletionPrompt : buildTeacherPrompt;
   const paramsTag = `t${params.temperature}-m${params.max_tokens}-k${params.top_logprobs}`;
   const stats: ScoreStats = {
     pairs: 0,
@@ -158,7 +160,7 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
   /** One pair at the teacher: the retry policy per call, one more call for a non-level answer. */
   async function callTeacher(prompt: TeacherPrompt, signal: AbortSignal): Promise<Scored> {
     // ~4 characters per token, plus the output token: a fair estimate for the token limit.
-    const estimate = Math.ceil(prompt.messages.reduce((n, m) => n + m.content.length, 0) / 4) + params.max_tokens;
+    const estimate = Math.ceil((prompt.text?.length ?? prompt.messages.reduce((n, m) => n + m.content.length, 0)) / 4) + params.max_tokens;
     const usage: TokenUsage = { ...ZERO_USAGE };
     let lastReason = '';
     for (let attempt = 1; attempt <= answerAttempts; attempt++) {
@@ -224,15 +226,26 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
       return;
     }
     const doc = loaded.doc;
-    const prompts = jobs.map((job) => buildTeacherPrompt(doc, job.pair.query, limits));
+    const prompts = jobs.map((job) => buildPrompt(doc, job.pair.query, limits));
     const hits = await cache.getMany(prompts.map(cacheKey));
+    const lookedUpAt = performance.now();
     await limit(async () => {
-      for (const [i, job] of jobs.entries()) {
-        const prompt = prompts[i]!;
-        job.result = { ok: true, doc, prompt, scored: await scoreOne(prompt, hits[i] ?? null, signal, done) };
+      // Cache writes of this pin's labels run behind its next calls; all are awaited before the pin is done.
+      const puts: Array<Promise<void>> = [];
+      try {
+        for (const [i, job] of jobs.entries()) {
+          const prompt = prompts[i]!;
+          job.result = { ok: true, doc, prompt, scored: await scoreOne(prompt, hits[i] ?? null, signal, done, lookedUpAt, puts) };
+        }
+      } finally {
+        const failed = (await Promise.allSettled(puts)).find((p): p is PromiseRejectedResult => p.status === 'rejected');
+        if (failed) throw failed.reason;
       }
     });
   }
+
+  /** A batch-level cache lookup younger than this is not repeated right before the model call. */
+  const RECHECK_AFTER_MS = 250;
 
   /**
    * One prompt: the cache first, then the model. A miss is checked again — in this instance's
@@ -241,7 +254,14 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
    * retried batch), and a second call would pay twice for one label. Across instances the
    * window is the length of one call; a lock would cost more than the rare duplicate call.
    */
-  async function scoreOne(prompt: TeacherPrompt, hit: CachedLabel | null, signal: AbortSignal, done: Map<string, CachedLabel>): Promise<Scored> {
+  async function scoreOne(
+    prompt: TeacherPrompt,
+    hit: CachedLabel | null,
+    signal: AbortSignal,
+    done: Map<string, CachedLabel>,
+    lookedUpAt: number,
+    puts: Array<Promise<void>>,
+  ): Promise<Scored> {
     const key = cacheKey(prompt);
     const id = `${key.model}\n${key.promptVersion}\n${key.params}\n${key.promptHash}`;
     // A duplicate pair earlier in this batch (or another pin with identical text) already paid.
@@ -252,13 +272,16 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
       const other = await pending;
       if (other.ok) return { ok: true, entry: other.entry, cached: true };
     }
-    const [fresh] = await cache.getMany([key]);
-    if (fresh) return { ok: true, entry: fresh, cached: true };
+    // The pin's lookup is still fresh unless it waited for an in-flight slot (or earlier pairs).
+    if (performance.now() - lookedUpAt > RECHECK_AFTER_MS) {
+      const [fresh] = await cache.getMany([key]);
+      if (fresh) return { ok: true, entry: fresh, cached: true };
+    }
 
     const call = (async (): Promise<Scored> => {
       const scored = await callTeacher(prompt, signal);
       if (scored.ok) {
-        await cache.put(key, scored.entry);
+        puts.push(cache.put(key, scored.entry));
         done.set(id, scored.entry);
       }
       return scored;

@@ -4,7 +4,7 @@
  * (app.ts) starts the worker around it with {@link SCORE_WORKER_DEFAULTS}.
  */
 import { createOpenAiClient } from '../../adapters/openai/client.js';
-import { createTeacher } from '../../adapters/openai/teacher.js';
+import { createCompletionsTeacher, createTeacher } from '../../adapters/openai/teacher.js';
 import type { Redis } from '../../adapters/redis/client.js';
 import { createRedisEnrichStore } from '../../adapters/redis/enrich-state.js';
 import { createRedisLabelCache } from '../../adapters/redis/label-cache.js';
@@ -23,7 +23,7 @@ import type { Stage } from '../../runtime/stage.js';
  * Worker options that suit the score stage: a few partitions at once (the in-flight limit is
  * shared by the stage across them) and modest batches, so a batch's model time stays short.
  */
-export const SCORE_WORKER_DEFAULTS = Object.freeze({ partitionsConsumedConcurrently: 4, maxBatchRecords: 200 });
+export const SCORE_WORKER_DEFAULTS = Object.freeze({ partitionsConsumedConcurrently: 4, maxBatchRecords: 1_000 });
 
 /**
  * Build the score stage from the config. Throws config_invalid when no teacher URL is set.
@@ -40,7 +40,10 @@ export function createScoreStageFromConfig(
 ): Stage & { stats(): ScoreStats } {
   if (!config.teacherBaseUrl) throw new PinrichError('config_invalid', 'PINRICH_TEACHER_BASE_URL is required to run the score worker');
   const client = createOpenAiClient({ baseURL: config.teacherBaseUrl, apiKey: config.teacherApiKey });
-  const bare = createTeacher(client, config.teacherModel, config.teacherTopLogprobs);
+  const bare =
+    config.teacherApi === 'completions'
+      ? createCompletionsTeacher(client, config.teacherModel, config.teacherTopLogprobs, config.teacherBatch)
+      : createTeacher(client, config.teacherModel, config.teacherTopLogprobs);
   const teacher = metrics ? instrumentTeacher(bare, metrics) : bare;
   return createScoreStage({
     teacher,
@@ -54,7 +57,8 @@ export function createScoreStageFromConfig(
       tokensPerMinute: config.teacherTokensPerMinute,
     }),
     retry: retryPolicyOf(config),
-    concurrency: config.teacherConcurrency,
+    // PINRICH_TEACHER_CONCURRENCY counts requests; a completions request carries up to PINRICH_TEACHER_BATCH pairs.
+    concurrency: config.teacherApi === 'completions' ? config.teacherConcurrency * config.teacherBatch : config.teacherConcurrency,
     docMaxAttempts: config.scoreDocMaxAttempts,
     docRetryBaseMs: config.scoreDocRetryMs,
     maxRecordBytes: config.maxRecordBytes,
