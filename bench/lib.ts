@@ -224,7 +224,8 @@ export async function startWorkerChild(worker: 'enrich' | 'score' | 'dump', env:
   if (opts.profile) mkdirSync(profileDir, { recursive: true });
   const child: ChildProcess = fork(join(BENCH_DIR, 'child.ts'), [worker], {
     env: { ...process.env, ...env },
-    execArgv: ['--import', 'tsx', ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
+    // BENCH_WORKER_NODE_ARGS: extra node flags for the measured worker (e.g. a heap cap).
+    execArgv: ['--import', 'tsx', ...(process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []), ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   let last: ChildProgress | undefined;
