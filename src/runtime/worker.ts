@@ -56,8 +56,11 @@ export interface Worker {
   health(): { joined: boolean; crashed: boolean };
 }
 
-/** Group-membership errors of the Kafka protocol: only a rejoin fixes them, not a retry. */
-const MEMBERSHIP_ERRORS = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'REBALANCE_IN_PROGRESS', 'FENCED_INSTANCE_ID']);
+/**
+ * Group-membership errors of the Kafka protocol: only a rejoin fixes them, not a retry.
+ * REBALANCE_IN_PROGRESS is not one: kafkajs marks the batch stale and the retry loop abandons it.
+ */
+const MEMBERSHIP_ERRORS = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'FENCED_INSTANCE_ID']);
 function isMembershipError(err: unknown): boolean {
   // kafkajs wraps the protocol error (which has the `type`) in retrier errors: follow `cause`.
   for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
@@ -139,12 +142,12 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
         return await fn();
       } catch (err) {
         if (abort.signal.aborted) throw err;
-        // This member was evicted or a rebalance started (e.g. a stall longer than the session
-        // timeout): retrying here would spin forever. kafkajs rejoins when eachBatch throws, and the
-        // uncommitted records are redelivered to whoever owns the partition next.
+        if (batch && (!batch.isRunning() || batch.isStale())) return ABANDONED;
+        // This member was evicted (e.g. a stall longer than the session timeout) and kafkajs has
+        // not noticed: retrying here would spin forever. kafkajs rejoins when eachBatch throws, and
+        // the uncommitted records are redelivered to whoever owns the partition next.
         if (isMembershipError(err)) throw err;
         metrics?.batchRetries.inc(worker);
-        if (batch && (!batch.isRunning() || batch.isStale())) return ABANDONED;
         const delay = backoffDelay(attempt, 200, 10_000);
         log.warn(`${what} failed; retrying the same batch`, { attempt, delayMs: Math.round(delay), error: describeError(err) });
         if (!batch) await sleep(delay, abort.signal);

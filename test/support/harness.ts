@@ -128,6 +128,20 @@ export async function readUntil(config: Config, topic: string, done: (records: R
   return seen;
 }
 
+/** Every record of `topic` up to its end offsets at the time of the call. */
+export async function readToEnd(config: Config, topic: string, timeoutMs = 60_000): Promise<Rec[]> {
+  const admin = testKafka(config).admin();
+  await admin.connect();
+  const ends = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
+  const want = new Map(ends.map((e) => [e.partition, BigInt(e.high)]));
+  const reached = (records: Rec[]) => {
+    const next = new Map<number, bigint>();
+    for (const r of records) next.set(r.partition, BigInt(r.offset) + 1n);
+    return [...want].every(([p, high]) => high === 0n || (next.get(p) ?? 0n) >= high);
+  };
+  return readUntil(config, topic, reached, timeoutMs);
+}
+
 /** The latest value per key (compaction semantics): null for a tombstone. */
 export function latestByKey(records: Rec[]): Map<string, string | null> {
   const out = new Map<string, string | null>();
