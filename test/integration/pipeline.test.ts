@@ -78,6 +78,26 @@ describe('caption worker', () => {
     }
   });
 
+  it('describes an image once even when its re-pins sit in partitions handled concurrently', async () => {
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl, PINRICH_TOPIC_PARTITIONS: '4' });
+    const t = await setupTopics(config);
+    const image = 'https://images.example.com/slow-shared-image.jpg';
+    // A slow answer keeps the first call in flight while the other partitions' batches arrive.
+    server.script({ kind: 'caption', match: 'slow-shared-image', times: 1, reply: { delayMs: 1_500, then: { text: 'A slow shared image.' } } });
+    const keys = ['k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7', 'k8'];
+    await produce(config, t.pinEvents, keys.map((k) => ({ key: k, value: pinEvent(k, { image_url: image }) })));
+    const app = await start(config, ['caption']);
+    try {
+      const recs = await readUntil(config, t.captions, (r) => r.length >= keys.length);
+      expect(new Set(recs.map((r) => r.partition)).size).toBeGreaterThan(1); // the pins really span partitions
+      const captions = recs.map((r) => JSON.parse(r.value!));
+      expect(captions.every((c) => c.status === 'ok' && c.text === 'A slow shared image.')).toBe(true);
+      expect(server.requests().filter((r) => JSON.stringify(r.body).includes('slow-shared-image')).length).toBe(1);
+    } finally {
+      await app.stop();
+    }
+  });
+
   it('retries a 429 (honouring Retry-After) and then captions', async () => {
     const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
     const t = await setupTopics(config);

@@ -56,6 +56,12 @@ export const imageKeyOf = (url: string) => createHash('sha256').update(canonical
 export function createCaptionStage(deps: CaptionStageDeps): Stage & { stats(): CaptionStats } {
   const { captioner, cache, limiter, policy, retry, clock, log } = deps;
   const limit = createLimit(deps.concurrency);
+  /**
+   * Images being described by this instance, across concurrently handled partitions, so a
+   * re-pinned image is described once even when its pins sit in different partitions. (Two
+   * instances can still both miss the cache at the same moment: a Redis lock would close that.)
+   */
+  const inFlight = new Map<string, Promise<Outcome>>();
   const stats: CaptionStats = { pinsWithImage: 0, ok: 0, failed: 0, cacheHits: 0, modelCalls: 0, failedByCode: {} };
 
   async function describe(url: string, signal: AbortSignal): Promise<Outcome> {
@@ -110,15 +116,18 @@ export function createCaptionStage(deps: CaptionStageDeps): Stage & { stats(): C
         if (hit) {
           stats.cacheHits++;
           outcomes.set(imageKey, Promise.resolve({ ok: true, cached: true, result: { text: hit.text, usage: null } }));
+        } else if (inFlight.has(imageKey)) {
+          // Another partition's batch is describing this image right now: share its answer.
+          stats.cacheHits++;
+          outcomes.set(imageKey, inFlight.get(imageKey)!.then((o) => (o.ok ? { ...o, cached: true } : o)));
         } else {
-          outcomes.set(
-            imageKey,
-            limit(async () => {
-              const outcome = await describe(url, ctx.signal);
-              if (outcome.ok) await cache.put(imageKey, { text: outcome.result.text, model: captioner.model, prompt_version: captioner.promptVersion });
-              return outcome;
-            }),
-          );
+          const call = limit(async () => {
+            const outcome = await describe(url, ctx.signal);
+            if (outcome.ok) await cache.put(imageKey, { text: outcome.result.text, model: captioner.model, prompt_version: captioner.promptVersion });
+            return outcome;
+          }).finally(() => inFlight.delete(imageKey));
+          inFlight.set(imageKey, call);
+          outcomes.set(imageKey, call);
         }
       });
       // Model calls can outlast the session timeout: keep heartbeating while they run.
