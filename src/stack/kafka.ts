@@ -153,6 +153,18 @@ function log4jProperties(): string {
 }
 
 /**
+ * A Kafka cluster id: a 16-byte UUID in unpadded URL-safe base64 (22 characters). Like Kafka's
+ * own Uuid.randomUuid, never one starting with '-': StorageTool's argument parser would take
+ * "-t -abc…" for an option (it happened: 1 start in 64).
+ */
+export function newClusterId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
+}
+
+/**
  * Writes a fresh config into `dir` (wiping any old data: this is a dev stack), formats the
  * KRaft storage with a new cluster id, and starts the broker detached. Returns the pid; the
  * caller health-checks it with {@link kafkaHealthy}.
@@ -171,8 +183,7 @@ export async function startKafka(dir: string, jars: KafkaJars): Promise<{ pid: n
   writeFileSync(propsFile, serverProperties(layout));
   writeFileSync(log4jFile, log4jProperties());
 
-  // A Kafka cluster id is a 16-byte UUID in unpadded URL-safe base64 (22 characters).
-  const clusterId = randomBytes(16).toString('base64url');
+  const clusterId = newClusterId();
   await new Promise<void>((resolve, reject) => {
     execFile(
       'java',

@@ -148,3 +148,11 @@ describe('document assembly', () => {
     expect(resolveLanguage(null, '')).toEqual({ language: 'und', source: 'unknown' });
   });
 });
+
+describe('local Kafka cluster ids', () => {
+  it('never start with "-" (StorageTool would read them as an option)', async () => {
+    const { newClusterId } = await import('../../src/stack/kafka.js');
+    const ids = Array.from({ length: 5_000 }, newClusterId);
+    expect(ids.every((id) => /^[A-Za-z0-9_][A-Za-z0-9_-]{21}$/.test(id))).toBe(true);
+  });
+});
