@@ -84,9 +84,9 @@ async function main(argv: string[]): Promise<number> {
       if (which.length === 0) break;
       const config = loadConfig();
       const log = processLogger(config);
-      log.info('starting', { workers: which, config: redactConfig(config) });
-      const app = await startApp(config, which, log, { serveOps: true });
-      await new Promise<void>((resolve) => {
+      // Listen before starting: a SIGTERM during start-up (a rolling restart, a test) must still
+      // drain and leave the groups cleanly, not kill the process half-started.
+      const signalled = new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           log.info('signal received; draining', { signal });
           resolve();
@@ -94,6 +94,9 @@ async function main(argv: string[]): Promise<number> {
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });
+      log.info('starting', { workers: which, config: redactConfig(config) });
+      const app = await startApp(config, which, log, { serveOps: true });
+      await signalled;
       await app.stop();
       return 0;
     }
