@@ -3,6 +3,7 @@
  * a stage batches of raw records, publishes what the stage returns, runs the stage's `commit`
  * once those records are durable on Kafka, and only then commits the consumed offsets.
  */
+import type { KafkaMessage } from 'kafkajs';
 import type { DeadLetterCode } from '../../schemas/dead-letter.js';
 import type { OutMessage } from '../adapters/kafka/client.js';
 
@@ -17,6 +18,11 @@ export interface InRecord {
   value: Buffer | null;
   /** Broker/producer timestamp, ms since epoch. */
   timestamp: number;
+}
+
+/** A consumed kafkajs message as the stages see it. */
+export function inRecordOf(topic: string, partition: number, m: KafkaMessage): InRecord {
+  return { topic, partition, offset: m.offset, key: m.key === null ? null : m.key.toString('utf8'), value: m.value, timestamp: Number(m.timestamp) };
 }
 
 /** A record the stage gives up on: it goes to `<topic>.dlq` with the raw bytes. */

@@ -17,7 +17,7 @@ import type { Clock } from './clock.js';
 import { deadLetterMessage } from './dead-letter.js';
 import type { Logger } from './log.js';
 import type { PipelineMetrics } from './metrics.js';
-import type { InRecord, Stage, StageContext, StageResult } from './stage.js';
+import { inRecordOf, type InRecord, type Stage, type StageContext, type StageResult } from './stage.js';
 import { backoffDelay, sleep } from './retry.js';
 
 export interface WorkerOptions {
@@ -169,14 +169,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
       if (!isRunning() || isStale()) return; // leave the rest uncommitted: it will be redelivered
       const chunk = batch.messages.slice(i, i + maxChunk);
       const chunkStarted = performance.now();
-      const records: InRecord[] = chunk.map((m) => ({
-        topic: batch.topic,
-        partition: batch.partition,
-        offset: m.offset,
-        key: m.key === null ? null : m.key.toString('utf8'),
-        value: m.value,
-        timestamp: Number(m.timestamp),
-      }));
+      const records: InRecord[] = chunk.map((m) => inRecordOf(batch.topic, batch.partition, m));
       const result = await withRetry(
         `${stage.name} batch`,
         async () => {

@@ -8,9 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { createRedis } from '../../src/adapters/redis/client.js';
 import { createRedisEnrichStore } from '../../src/adapters/redis/enrich-state.js';
 import { foldText } from '../../src/core/text.js';
-import { loadConfig, type Config } from '../../src/config.js';
+import { loadConfig } from '../../src/config.js';
 import { createRandom } from '../../src/demo/sample.js';
-import { latestByKey, produce, readToEnd, setupTopics, testEnv, testKafka, waitFor } from '../support/harness.js';
+import { caughtUp, latestByKey, produce, readToEnd, setupTopics, testEnv, testKafka, waitFor } from '../support/harness.js';
 
 const T0 = Date.parse('2026-11-28T00:00:00Z');
 
@@ -18,26 +18,6 @@ function startWorkerProcess(env: Record<string, string>, worker = 'enrich'): Chi
   const child = spawn(process.execPath, ['bin/pinrich.js', 'run', worker], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr!.on('data', () => {}); // drain
   return child;
-}
-
-/** Committed offsets of the group equal the end offsets of every input topic. */
-async function caughtUp(config: Config, groupId: string, topics: string[]): Promise<boolean> {
-  const admin = testKafka(config).admin();
-  await admin.connect();
-  try {
-    for (const topic of topics) {
-      const ends = await admin.fetchTopicOffsets(topic);
-      const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
-      for (const e of ends) {
-        const c = committed!.partitions.find((p) => p.partition === e.partition);
-        const at = c && c.offset !== '-1' ? BigInt(c.offset) : 0n;
-        if (at < BigInt(e.high)) return false;
-      }
-    }
-    return true;
-  } finally {
-    await admin.disconnect();
-  }
 }
 
 function makeWorkload(pins: number, events: number) {

@@ -142,6 +142,28 @@ export async function readToEnd(config: Config, topic: string, timeoutMs = 60_00
   return readUntil(config, topic, reached, timeoutMs);
 }
 
+/** Committed offsets of `groupId` are at the end of every partition of `topics` (false while the broker is unreachable). */
+export async function caughtUp(config: Config, groupId: string, topics: string[]): Promise<boolean> {
+  const admin = testKafka(config).admin();
+  await admin.connect();
+  try {
+    for (const topic of topics) {
+      const ends = await admin.fetchTopicOffsets(topic);
+      const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+      for (const e of ends) {
+        const c = committed!.partitions.find((p) => p.partition === e.partition);
+        const at = c && c.offset !== '-1' ? BigInt(c.offset) : 0n;
+        if (at < BigInt(e.high)) return false;
+      }
+    }
+    return true;
+  } catch {
+    return false; // broker restarting
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
 /** The latest value per key (compaction semantics): null for a tombstone. */
 export function latestByKey(records: Rec[]): Map<string, string | null> {
   const out = new Map<string, string | null>();

@@ -43,7 +43,7 @@ import { createRedisEnrichStore, type EnrichStore } from '../../adapters/redis/e
 import { topics as topicNames, type Config } from '../../config.js';
 import { systemClock } from '../../runtime/clock.js';
 import type { Logger } from '../../runtime/log.js';
-import type { InRecord } from '../../runtime/stage.js';
+import { inRecordOf, type InRecord } from '../../runtime/stage.js';
 import { createEnrichStage } from './stage.js';
 
 const parseJson = (bytes: Buffer): unknown => {
@@ -119,14 +119,7 @@ async function readTopicTo(kafka: Kafka, groupId: string, topic: string, ends: M
         const end = ends.get(batch.partition) ?? 0n;
         const records: InRecord[] = batch.messages
           .filter((m) => BigInt(m.offset) < end)
-          .map((m) => ({
-            topic: batch.topic,
-            partition: batch.partition,
-            offset: m.offset,
-            key: m.key === null ? null : m.key.toString('utf8'),
-            value: m.value,
-            timestamp: Number(m.timestamp),
-          }));
+          .map((m) => inRecordOf(batch.topic, batch.partition, m));
         try {
           if (records.length) await onBatch(records);
         } catch (err) {

@@ -21,7 +21,7 @@ import { stackEnv } from '../../../src/stack/index.js';
 import { ensureKafkaJars, kafkaGroupCoordinatorReady, kafkaHealthy, startKafka } from '../../../src/stack/kafka.js';
 import { commandLine, freePort, spawnDetached, stopGroup, waitUntil } from '../../../src/stack/process.js';
 import { redisPing } from '../../../src/stack/redis.js';
-import { produce, readUntil, setupTopics, stack, testKafka, waitFor, type Rec } from '../../support/harness.js';
+import { caughtUp, produce, readUntil, setupTopics, stack, testKafka, waitFor, type Rec } from '../../support/harness.js';
 import { readAllDumpObjects } from '../../support/labels.js';
 
 export const REPO = fileURLToPath(new URL('../../..', import.meta.url));
@@ -195,27 +195,8 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // ---------------------------------------------------------------------------------------------
 // Progress
 
-/** Committed offsets of `groupId` are at the end of every partition of `topics`. */
-export async function caughtUp(config: Config, groupId: string, topics: string[]): Promise<boolean> {
-  const admin = testKafka(config).admin();
-  await admin.connect();
-  try {
-    for (const topic of topics) {
-      const ends = await admin.fetchTopicOffsets(topic);
-      const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
-      for (const e of ends) {
-        const c = committed!.partitions.find((p) => p.partition === e.partition);
-        const at = c && c.offset !== '-1' ? BigInt(c.offset) : 0n;
-        if (at < BigInt(e.high)) return false;
-      }
-    }
-    return true;
-  } catch {
-    return false; // broker restarting
-  } finally {
-    await admin.disconnect().catch(() => undefined);
-  }
-}
+/** Shared with the integration tests (test/support/harness.ts). */
+export { caughtUp };
 
 /** Committed offsets of a group, "topic:partition" -> offset. */
 export async function committedOffsets(config: Config, groupId: string, topic: string): Promise<Record<string, string>> {
