@@ -5,6 +5,7 @@
  */
 import type { Kafka } from 'kafkajs';
 import { createKafka, createPublisher, type Publisher } from './adapters/kafka/client.js';
+import { untilKafkaAnswers } from './adapters/kafka/transient.js';
 import { createRedis, pingRedis, type Redis } from './adapters/redis/client.js';
 import { createRedisEnrichStore } from './adapters/redis/enrich-state.js';
 import { secretValues, topics as topicNames, type Config } from './config.js';
@@ -81,7 +82,7 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
     }
     await pingRedis(redis);
     // Secrets never reach a topic, even when a model server echoes an API key into an error.
-    publisher = redactingPublisher(await createPublisher(kafka), createRedactor(secretValues(config)));
+    publisher = redactingPublisher(await createPublisher(kafka, { log, timeoutMs: config.kafkaWaitMs }), createRedactor(secretValues(config)));
     let captionStage: ReturnType<typeof createCaptionStage> | undefined;
     let enrichStage: ReturnType<typeof createEnrichStage> | undefined;
     let scoreStage: ReturnType<typeof createScoreStageFromConfig> | undefined;
@@ -124,6 +125,7 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
         log: log.child({ worker: 'caption' }),
         clock,
         sessionTimeoutMs: config.kafkaSessionTimeoutMs,
+        kafkaWaitMs: config.kafkaWaitMs,
         partitionsConsumedConcurrently: 4,
         maxBatchRecords: 200,
         onBatch: opts.onBatch,
@@ -134,7 +136,8 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
 
     if (which.includes('enrich') || which.includes('score')) {
       // Writes the state marker on a fresh deployment; logs loudly when Redis lost the state.
-      await checkEnrichState(kafka, createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, config.enrichMinePairs), config, log);
+      const store = createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, config.enrichMinePairs);
+      await untilKafkaAnswers('enrich state check', () => checkEnrichState(kafka, store, config, log), { log, timeoutMs: config.kafkaWaitMs });
     }
 
     if (which.includes('enrich')) {
@@ -158,6 +161,7 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
         log: log.child({ worker: 'enrich' }),
         clock,
         sessionTimeoutMs: config.kafkaSessionTimeoutMs,
+        kafkaWaitMs: config.kafkaWaitMs,
         partitionsConsumedConcurrently: 2,
         maxBatchRecords: 2_000,
         tickMs: opts.tickMs ?? 100,
@@ -179,6 +183,7 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
         log: log.child({ worker: 'score' }),
         clock,
         sessionTimeoutMs: config.kafkaSessionTimeoutMs,
+        kafkaWaitMs: config.kafkaWaitMs,
         ...SCORE_WORKER_DEFAULTS,
         onBatch: opts.onBatch,
         metrics,
@@ -197,6 +202,7 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
         log: log.child({ worker: 'dump' }),
         clock,
         sessionTimeoutMs: config.kafkaSessionTimeoutMs,
+        kafkaWaitMs: config.kafkaWaitMs,
         onBatch: opts.onBatch,
         metrics,
       });

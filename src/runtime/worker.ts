@@ -12,6 +12,7 @@
 import { setMaxListeners } from 'node:events';
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import type { Publisher } from '../adapters/kafka/client.js';
+import { isTransientKafkaError, untilKafkaAnswers } from '../adapters/kafka/transient.js';
 import { describeError } from '../errors.js';
 import type { Clock } from './clock.js';
 import { deadLetterMessage } from './dead-letter.js';
@@ -38,6 +39,11 @@ export interface WorkerOptions {
   maxBatchRecords?: number;
   /** Prometheus instruments (records, dead letters, batch time, lag), labelled worker=<stage name>. */
   metrics?: PipelineMetrics;
+  /**
+   * How long to wait for an unreachable Kafka cluster: at start-up, and to restart the consumer
+   * after a crash kafkajs gives up on. After that the worker reports itself dead (health().crashed).
+   */
+  kafkaWaitMs?: number;
   /** Called after every committed batch (progress reporting, tests). */
   onBatch?: (info: { topic: string; partition: number; records: number; outputs: number; rejected: number }) => void;
 }
@@ -51,7 +57,7 @@ export interface Worker {
   stats(): { records: number; outputs: number; rejected: number; batches: number; ticks: number };
   /**
    * For health endpoints: `joined` while the consumer is a group member (from its first join
-   * until it stops or crashes); `crashed` once kafkajs gave up restarting it (a dead worker).
+   * until it stops or crashes); `crashed` once the consumer could not be restarted (a dead worker).
    */
   health(): { joined: boolean; crashed: boolean };
 }
@@ -61,12 +67,16 @@ export interface Worker {
  * REBALANCE_IN_PROGRESS is not one: kafkajs marks the batch stale and the retry loop abandons it.
  */
 const MEMBERSHIP_ERRORS = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'FENCED_INSTANCE_ID']);
-function isMembershipError(err: unknown): boolean {
-  // kafkajs wraps the protocol error (which has the `type`) in retrier errors: follow `cause`.
+/**
+ * The protocol error (the one with the `type`) when `err` is or wraps a membership error.
+ * kafkajs wraps it in a KafkaJSNonRetriableError when its retrier gives up, but its consume loop
+ * rejoins only on the bare error: the wrapper would crash the consumer for good.
+ */
+function membershipErrorIn(err: unknown): Error | undefined {
   for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (MEMBERSHIP_ERRORS.has(String((e as { type?: unknown }).type))) return true;
+    if (MEMBERSHIP_ERRORS.has(String((e as { type?: unknown }).type))) return e as Error;
   }
-  return false;
+  return undefined;
 }
 
 /** What withRetry returns when it gave a batch up (see there). */
@@ -97,9 +107,29 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     metrics?.workerJoined.set(worker, joined ? 1 : 0);
   };
   setJoined(false);
+  // kafkajs restarts the consumer after a crash it deems retriable. Some it does not are only an
+  // unreachable cluster (no group coordinator while a broker restarts) or a lost membership
+  // (a rejoin fixes it): those we restart ourselves, with backoff, for up to kafkaWaitMs; after
+  // that the worker is dead.
+  const kafkaWaitMs = opts.kafkaWaitMs ?? 120_000;
+  let down: { since: number; attempts: number } | undefined;
+  let restartTimer: NodeJS.Timeout | undefined;
   consumer.on(consumer.events.CRASH, (e) => {
     setJoined(false);
-    if (!e.payload.restart) health.crashed = true;
+    if (e.payload.restart) return;
+    const error = describeError(e.payload.error);
+    down ??= { since: Date.now(), attempts: 0 };
+    const restartable = isTransientKafkaError(e.payload.error) || membershipErrorIn(e.payload.error) !== undefined;
+    if (stopping || !restartable || Date.now() - down.since > kafkaWaitMs) {
+      health.crashed = true;
+      if (!stopping) log.error('consumer crashed and will not be restarted', { group: opts.groupId, error });
+      return;
+    }
+    const delayMs = 500 + backoffDelay(++down.attempts, 500, 5_000);
+    log.warn('consumer crashed on an error a restart fixes; restarting it', { group: opts.groupId, delayMs: Math.round(delayMs), error });
+    restartTimer = setTimeout(() => {
+      if (!stopping) void consumer.run(runConfig);
+    }, delayMs);
   });
   consumer.on(consumer.events.STOP, () => setJoined(false));
 
@@ -107,6 +137,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
   const started = new Promise<void>((r) => (resolveStarted = r));
   consumer.on(consumer.events.GROUP_JOIN, (e) => {
     setJoined(true);
+    down = undefined;
     // Lag of partitions this member no longer owns would go stale; owned ones reappear on their next batch.
     metrics?.consumerLag.remove(worker);
     assigned.clear();
@@ -146,7 +177,8 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
         // This member was evicted (e.g. a stall longer than the session timeout) and kafkajs has
         // not noticed: retrying here would spin forever. kafkajs rejoins when eachBatch throws, and
         // the uncommitted records are redelivered to whoever owns the partition next.
-        if (isMembershipError(err)) throw err;
+        const membership = membershipErrorIn(err);
+        if (membership) throw membership;
         metrics?.batchRetries.inc(worker);
         const delay = backoffDelay(attempt, 200, 10_000);
         log.warn(`${what} failed; retrying the same batch`, { attempt, delayMs: Math.round(delay), error: describeError(err) });
@@ -204,14 +236,19 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     }
   }
 
-  await consumer.connect();
-  for (const topic of opts.topics) await consumer.subscribe({ topic, fromBeginning: true });
-  await consumer.run({
+  const runConfig = {
     autoCommit: false,
     eachBatchAutoResolve: false,
     partitionsConsumedConcurrently: opts.partitionsConsumedConcurrently ?? 1,
     eachBatch,
-  });
+  };
+  const waitFor = { log, timeoutMs: kafkaWaitMs, signal: abort.signal };
+  await untilKafkaAnswers(`${opts.groupId}: connect`, () => consumer.connect(), waitFor);
+  await untilKafkaAnswers(`${opts.groupId}: subscribe to ${opts.topics.join(', ')}`, async () => {
+    for (const topic of opts.topics) await consumer.subscribe({ topic, fromBeginning: true });
+  }, waitFor);
+  // Never throws: a failed join is a CRASH event (above).
+  await consumer.run(runConfig);
 
   // Periodic stage work (coalesced flushes). Serialised: one tick at a time.
   let tickTimer: NodeJS.Timeout | undefined;
@@ -246,6 +283,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
       stopping ??= (async () => {
         log.info('stopping: finishing in-flight work', { group: opts.groupId });
         if (tickTimer) clearTimeout(tickTimer);
+        clearTimeout(restartTimer);
         // kafkajs waits for the running eachBatch to finish before leaving the group.
         await consumer.stop();
         await ticking;

@@ -95,11 +95,16 @@ describe('fault suite: the whole pipeline compared with a clean run', () => {
     expectSameAsClean('SIGKILL x20', run.outcome, run.ms);
   });
 
-  it('the Kafka broker restarted mid-run, in both phases', async () => {
+  it('the Kafka broker down while the workers start, then restarted mid-run in both phases', async () => {
     const kafka = await startPrivateKafka();
     try {
       const run = await runPipeline(faultEnv(baseUrl(), { PINRICH_KAFKA_BROKERS: kafka.brokers.join(',') }), input, {
+        // The workers start (connect, check the enrich state, join) against a stopped broker:
+        // they must wait for it, not exit.
+        beforeStart: () => kafka.down(),
         phase1: async () => {
+          await sleep(8_000);
+          await kafka.up();
           await sleep(3_000);
           await kafka.restart();
         },
@@ -108,6 +113,10 @@ describe('fault suite: the whole pipeline compared with a clean run', () => {
           await kafka.restart();
         },
       });
+      // The scenario did hit start-up: every worker met the stopped broker, waited, and none
+      // exited (runPipeline checks that throughout).
+      const refused = run.fleet.history.filter((p) => p.log().includes('ECONNREFUSED')).map((p) => p.name);
+      expect(new Set(refused)).toEqual(new Set(['caption', 'enrich', 'score', 'dump']));
       expectSameAsClean('Kafka broker restarts', run.outcome, run.ms);
     } finally {
       await kafka.stop();

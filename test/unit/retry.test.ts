@@ -2,6 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { PinrichError } from '../../src/errors.js';
 import { backoffDelay, withRetries } from '../../src/runtime/retry.js';
 import { retryAfterMs } from '../../src/adapters/openai/client.js';
+import { isTransientKafkaError, untilKafkaAnswers } from '../../src/adapters/kafka/transient.js';
+import { createLogger } from '../../src/runtime/log.js';
+import {
+  KafkaJSConnectionError,
+  KafkaJSGroupCoordinatorNotFound,
+  KafkaJSNonRetriableError,
+  KafkaJSNumberOfRetriesExceeded,
+  KafkaJSProtocolError,
+  KafkaJSSASLAuthenticationError,
+} from 'kafkajs';
 
 const policy = { maxAttempts: 4, baseMs: 1, maxMs: 4, timeoutMs: 1_000 };
 
@@ -71,5 +81,71 @@ describe('retry policy', () => {
     expect(retryAfterMs(new Headers({ 'retry-after-ms': '150' }))).toBe(150);
     expect(retryAfterMs(new Headers({ 'retry-after': new Date(10_000).toUTCString() }), 5_000)).toBe(5_000);
     expect(retryAfterMs(new Headers({}))).toBeUndefined();
+  });
+});
+
+describe('waiting out an unreachable Kafka cluster', () => {
+  const warnings: string[] = [];
+  const log = createLogger('warn', {}, (line) => warnings.push(line));
+  // kafkajs' type declarations give its error classes no constructor arguments; the JS takes them.
+  const make = (cls: unknown, ...args: unknown[]): Error => new (cls as new (...a: unknown[]) => Error)(...args);
+  const noBroker = () => make(KafkaJSConnectionError, 'connect ECONNREFUSED 127.0.0.1:9');
+
+  it('classifies by the kafkajs error chain, not by the retriable flag alone', () => {
+    // What kafkajs throws during a broker restart: some of it is marked non-retriable.
+    expect(isTransientKafkaError(make(KafkaJSGroupCoordinatorNotFound, 'Failed to find group coordinator'))).toBe(true);
+    expect(isTransientKafkaError(noBroker())).toBe(true);
+    expect(isTransientKafkaError(make(KafkaJSNumberOfRetriesExceeded, noBroker(), { retryCount: 8, retryTime: 10_000 }))).toBe(true);
+    expect(isTransientKafkaError(make(KafkaJSProtocolError, { type: 'LEADER_NOT_AVAILABLE', code: 5, retriable: true, message: 'no leader' }))).toBe(true);
+    // What waiting does not fix.
+    expect(isTransientKafkaError(make(KafkaJSSASLAuthenticationError, 'SASL PLAIN authentication failed'))).toBe(false);
+    expect(isTransientKafkaError(make(KafkaJSProtocolError, { type: 'TOPIC_AUTHORIZATION_FAILED', code: 29, retriable: false, message: 'not authorized' }))).toBe(false);
+    expect(isTransientKafkaError(make(KafkaJSNonRetriableError, 'Cannot subscribe to topic while consumer is running'))).toBe(false);
+    expect(isTransientKafkaError(new Error('ECONNREFUSED'))).toBe(false);
+    expect(isTransientKafkaError(new PinrichError('state_unavailable', 'Redis is unreachable', { retriable: true }))).toBe(false);
+  });
+
+  it('retries transient errors until the call succeeds', async () => {
+    let calls = 0;
+    const value = await untilKafkaAnswers(
+      'connect',
+      async () => {
+        if (++calls < 3) throw make(KafkaJSGroupCoordinatorNotFound, 'Failed to find group coordinator');
+        return 'joined';
+      },
+      { log, timeoutMs: 30_000 },
+    );
+    expect({ value, calls }).toEqual({ value: 'joined', calls: 3 });
+    // Each wait is logged, so an operator sees why the worker is not up yet.
+    expect(warnings.filter((w) => w.includes('connect: Kafka is unreachable; waiting'))).toHaveLength(2);
+  });
+
+  it('throws other errors at once, naming what it was doing', async () => {
+    let calls = 0;
+    const failing = untilKafkaAnswers(
+      'producer: connect',
+      async () => {
+        calls++;
+        throw make(KafkaJSSASLAuthenticationError, 'SASL PLAIN authentication failed');
+      },
+      { log, timeoutMs: 30_000 },
+    );
+    await expect(failing).rejects.toThrow('producer: connect: failed: SASL PLAIN authentication failed');
+    expect(calls).toBe(1);
+  });
+
+  it('gives up after its time, with a hint when a topic is missing', async () => {
+    let calls = 0;
+    const missing = make(KafkaJSProtocolError, { type: 'UNKNOWN_TOPIC_OR_PARTITION', code: 3, retriable: true, message: 'This server does not host this topic-partition' });
+    const failing = untilKafkaAnswers(
+      'subscribe to pins.events',
+      async () => {
+        calls++;
+        throw make(KafkaJSNumberOfRetriesExceeded, missing, { retryCount: 8, retryTime: 1 });
+      },
+      { log, timeoutMs: 1_000 },
+    );
+    await expect(failing).rejects.toThrow(/subscribe to pins\.events: Kafka did not answer for 1 s: .*host this topic-partition \(a topic is missing: run `pinrich topics create`\)/);
+    expect(calls).toBeGreaterThanOrEqual(2);
   });
 });

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Kafka, logLevel, type KafkaConfig, type Message, type Producer, type SASLOptions, CompressionTypes } from 'kafkajs';
 import type { Config } from '../../config.js';
 import type { Logger } from '../../runtime/log.js';
+import { untilKafkaAnswers } from './transient.js';
 
 export function createKafka(config: Config, log: Logger, clientSuffix = ''): Kafka {
   return new Kafka(kafkaClientConfig(config, log, clientSuffix));
@@ -64,9 +65,11 @@ export interface Publisher {
  */
 export const MAX_REQUEST_BYTES = 512 * 1024;
 
-export async function createPublisher(kafka: Kafka): Promise<Publisher> {
+/** `wait`: wait that long for an unreachable cluster at connect (a worker starting during a broker restart). */
+export async function createPublisher(kafka: Kafka, wait?: { log: Logger; timeoutMs: number }): Promise<Publisher> {
   const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: 5 });
-  await producer.connect();
+  if (wait) await untilKafkaAnswers('producer: connect', () => producer.connect(), wait);
+  else await producer.connect();
   const send = (byTopic: Map<string, Message[]>) =>
     producer.sendBatch({
       acks: -1,

@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, Socket, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -236,28 +236,38 @@ export async function waitPhase1(config: Config, fleet: Fleet, timeoutMs = 240_0
     timeoutMs,
     500,
   ).catch((err: Error) => {
-    throw new Error(`${err.message}\n${fleet.logs().slice(-6_000)}`);
+    throw timedOut(err.message, fleet);
   });
 }
 
 /** Phase 2 is done: every pair scored, every label in exactly one dump row. */
 export async function waitPhase2(config: Config, fleet: Fleet, timeoutMs = 240_000): Promise<void> {
   const t = topicNames(config);
+  const last: Record<string, unknown> = {};
   await waitFor(
     'phase 2 (score caught up, every label dumped once)',
     async () => {
       assertNoCrash(fleet);
-      if (!(await caughtUp(config, `${config.groupPrefix}.score`, [t.pairs]))) return false;
+      last.scoreCaughtUp = await caughtUp(config, `${config.groupPrefix}.score`, [t.pairs]);
+      if (!last.scoreCaughtUp) return false;
       const labels = await readAll(config, t.labels).catch(() => undefined);
       if (!labels) return false;
       const rows = await dumpRows(config).catch(() => undefined);
+      Object.assign(last, { labels: labels.length, rows: rows?.length, uniqueRows: rows && new Set(rows).size });
       return rows !== undefined && rows.length === labels.length && new Set(rows).size === labels.length;
     },
     timeoutMs,
     1_000,
   ).catch((err: Error) => {
-    throw new Error(`${err.message}\n${fleet.logs().slice(-6_000)}`);
+    throw timedOut(`${err.message}; last seen ${JSON.stringify(last)}`, fleet);
   });
+}
+
+/** The error for a phase that did not finish: the logs' tail inline, all of them in a file. */
+function timedOut(message: string, fleet: Fleet): Error {
+  const file = join(mkdtempSync(join(tmpdir(), 'pinrich-fault-logs-')), 'workers.log');
+  writeFileSync(file, fleet.logs());
+  return new Error(`${message}\nevery worker's log: ${file}\n${fleet.logs().slice(-6_000)}`);
 }
 
 export function assertNoCrash(fleet: Fleet): void {
@@ -372,6 +382,8 @@ export function compare(clean: Outcome, run: Outcome): string[] {
 // A whole run
 
 export interface RunHooks {
+  /** Runs after the topics exist, before the workers start. */
+  beforeStart?: (ctx: { config: Config }) => Promise<void>;
   /** Runs concurrently with phase 1 production (pins + engagement) until it resolves. */
   phase1?: (ctx: { config: Config; fleet: Fleet }) => Promise<void>;
   phase2?: (ctx: { config: Config; fleet: Fleet }) => Promise<void>;
@@ -386,6 +398,7 @@ export async function runPipeline(env: Record<string, string>, input: Input, hoo
   const started = Date.now();
   const config = loadConfig(env);
   const t: Topics = await setupTopics(config);
+  await hooks.beforeStart?.({ config });
   const fleet = new Fleet(env);
   fleet.start();
   try {
@@ -409,14 +422,6 @@ export async function runPipeline(env: Record<string, string>, input: Input, hoo
 
 // ---------------------------------------------------------------------------------------------
 // Private services
-
-/** Restart a detached service process with the same command line (and thus port and data dir). */
-async function respawn(pid: number, logFile: string): Promise<number> {
-  const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-  if (!cmd.length) throw new Error(`no command line for pid ${pid}`);
-  await stopGroup(pid, 15_000);
-  return spawnDetached({ command: cmd[0]!, args: cmd.slice(1), logFile });
-}
 
 export interface PrivateRedis {
   url: string;
@@ -455,6 +460,10 @@ export interface PrivateKafka {
   brokers: string[];
   /** SIGTERM the broker, then start it again on the same port and data directory. */
   restart(): Promise<void>;
+  /** SIGTERM the broker (until `up`). */
+  down(): Promise<void>;
+  /** Start it again on the same port and data directory, and wait until it serves groups. */
+  up(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -462,23 +471,34 @@ export async function startPrivateKafka(): Promise<PrivateKafka> {
   const dir = mkdtempSync(join(tmpdir(), 'pinrich-fault-kafka-'));
   const cacheRoot = process.env.PINRICH_CACHE_DIR || join(process.env.HOME ?? tmpdir(), '.cache', 'pinrich');
   const jars = await ensureKafkaJars(join(REPO, 'deploy', 'kafka', 'pom.xml'), cacheRoot, () => {});
-  let { pid, layout } = await startKafka(join(dir, 'kafka'), jars);
+  const started = await startKafka(join(dir, 'kafka'), jars);
+  const { layout } = started;
+  let { pid } = started;
+  // The broker's command line (and thus its port and data directory), to start it again.
+  const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
   const brokers = [`127.0.0.1:${layout.port}`];
   const ready = async (what: string) => {
     await waitUntil(what, () => kafkaHealthy(brokers), { timeoutMs: 120_000, intervalMs: 500 });
     await waitUntil(`${what} (group coordinator)`, () => kafkaGroupCoordinatorReady(brokers), { timeoutMs: 120_000, intervalMs: 200 });
   };
   await ready('private kafka');
+  const down = async () => {
+    await stopGroup(pid, 15_000);
+  };
+  const up = async () => {
+    pid = spawnDetached({ command: cmd[0]!, args: cmd.slice(1), logFile: layout.logFile });
+    await ready('private kafka up');
+  };
   return {
     brokers,
+    down,
+    up,
     async restart() {
       if (!commandLine(pid)) throw new Error('private kafka is not running');
-      pid = await respawn(pid, layout.logFile);
-      await ready('private kafka restart');
+      await down();
+      await up();
     },
-    async stop() {
-      await stopGroup(pid, 15_000);
-    },
+    stop: down,
   };
 }
 
