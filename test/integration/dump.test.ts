@@ -15,7 +15,7 @@ import { startWorker, type Worker } from '../../src/runtime/worker.js';
 import { parseDumpObjectName } from '../../src/stages/dump/stage.js';
 import { createDumpStageFromConfig, dumpWorkerOptions } from '../../src/stages/dump/wire.js';
 import { stackEnv } from '../../src/stack/index.js';
-import { produce, readUntil, setupTopics, stack, waitFor } from '../support/harness.js';
+import { produce, readToEnd, readUntil, setupTopics, stack, waitFor } from '../support/harness.js';
 import { makeLabel, readAllDumpObjects, useStackS3Credentials, type DumpObject } from '../support/labels.js';
 
 const FIXTURE = fileURLToPath(new URL('./dump-worker.fixture.ts', import.meta.url));
@@ -142,6 +142,8 @@ describe.skipIf(!inject('stack'))('dump worker', () => {
         expect(new Set(offsets.map((x) => x / BigInt(FLUSH))).size).toBe(1);
         expect(o.rows.every((r) => r.kafka_partition === name.partition)).toBe(true);
       }
+      // The input was exactly what was produced: 222 records, none written twice by a retry.
+      expect((await readToEnd(config, t.labels)).length).toBe(222);
       // The produced labels, each once (pair ids are unique per label here).
       expect(new Set(objects.flatMap((o) => o.rows.map((r) => r.query))).size).toBe(220);
 

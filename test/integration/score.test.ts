@@ -111,15 +111,7 @@ function pair(pinId: string, query: string): Pair {
 }
 
 async function sendPairs(e: Env, pairs: Pair[]): Promise<void> {
-  // Right after topic creation a broker may briefly not know its new partitions yet.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await produce(e.config, e.t.pairs, pairs.map((p) => ({ key: p.pin_id, value: p })));
-    } catch (err) {
-      if (attempt >= 5) throw err;
-      await new Promise((r) => setTimeout(r, 300 * attempt));
-    }
-  }
+  await produce(e.config, e.t.pairs, pairs.map((p) => ({ key: p.pin_id, value: p })));
 }
 
 const parse = <T>(records: Rec[]): T[] => records.map((r) => JSON.parse(r.value!) as T);

@@ -57,38 +57,30 @@ export interface Rec {
   headers: Record<string, string>;
 }
 
-/** Produce records (objects are JSON-encoded; strings and Buffers go as they are). */
+/**
+ * Produce records (objects are JSON-encoded; strings and Buffers go as they are), each exactly
+ * once. Right after topic creation a broker may still answer "does not host this
+ * topic-partition" for one partition of a request while writing the others; a plain producer's
+ * retry would then write those others twice and tests would count phantom redeliveries. The
+ * idempotent producer retries (without limit) under the same sequence numbers, which the broker
+ * deduplicates.
+ */
 export async function produce(config: Config, topic: string, records: Array<{ key: string; value: unknown }>): Promise<void> {
-  const producer = testKafka(config).producer();
+  const producer = testKafka(config).producer({ idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   try {
     for (let i = 0; i < records.length; i += 1_000) {
-      await sendWithRetry(() => producer.send({
+      await producer.send({
         topic,
         acks: -1,
         messages: records.slice(i, i + 1_000).map((r) => ({
           key: r.key,
           value: r.value === null ? null : typeof r.value === 'string' || Buffer.isBuffer(r.value) ? r.value : JSON.stringify(r.value),
         })),
-      }));
+      });
     }
   } finally {
     await producer.disconnect();
-  }
-}
-
-/**
- * Right after topic creation a broker may still answer "does not host this topic-partition"
- * for a moment; kafkajs gives up on it quickly, so tests retry a few times.
- */
-async function sendWithRetry<T>(send: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await send();
-    } catch (err) {
-      if (attempt >= 10) throw err;
-      await new Promise((r) => setTimeout(r, 200 * attempt));
-    }
   }
 }
 
