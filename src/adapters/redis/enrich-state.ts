@@ -17,9 +17,9 @@
  *                         (or partial) and must be rebuilt before anything is published from it.
  *
  * Flushing protocol (no lock needed): read state together with `gen`; publish; then
- * `commitFlush` records the new hash/version and removes the dirty mark only if `gen` is
- * unchanged, so a change that raced the flush is flushed again next time. The worker reads and
- * commits a tick's pins in batches (READ_PINS, COMMIT_FLUSHES: the same per-pin steps, fewer calls).
+ * `commitFlushes` records the new hash/version and removes the dirty mark only if `gen` is
+ * unchanged, so a change that raced the flush is flushed again next time. A tick's pins are read
+ * and committed in batches (READ_PINS, COMMIT_FLUSHES), a few hundred pins per script call.
  */
 import type { Redis } from 'ioredis';
 import type { CaptionState, PinFields } from '../../core/document.js';
@@ -126,43 +126,10 @@ redis.call('ZADD', KEYS[2], 'NX', ARGV[3], ARGV[2])
 return 1
 `;
 
-// KEYS: 1 pin hash, 2 dirty, 3 doc key, 4 newq
-// ARGV: 1 pin id, 2 gen read before publishing, 3 new content hash ('' = nothing published),
-//       4 new version, 5 document JSON ('' = tombstone: delete the doc), 6.. published queries
-// Returns 1 when the dirty mark was cleared, 0 when the pin changed meanwhile (still dirty).
-const COMMIT_FLUSH = `
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[1], 'hash', ARGV[3], 'ver', ARGV[4])
-  if ARGV[5] == '' then redis.call('DEL', KEYS[3]) else redis.call('SET', KEYS[3], ARGV[5]) end
-end
-for i = 6, #ARGV do redis.call('SREM', KEYS[4], ARGV[i]) end
-if (redis.call('HGET', KEYS[1], 'gen') or '') == ARGV[2] then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return 1
-end
-return 0
-`;
-
-// KEYS: 1 counted zset; ARGV: 1 k
-// Returns the top k members WITHSCORES by count desc, ties at the cut resolved by text ascending
-// (a plain ZRANGE REV would keep the reverse-lexicographic ones), so documents don't depend on
-// Redis' tie order.
-const TOP_K = `
-local k = tonumber(ARGV[1])
-local top = redis.call('ZRANGE', KEYS[1], '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, k, 'WITHSCORES')
-if #top < 2 * k then return top end
-local kth = top[2 * k]
-local out = {}
-for i = 1, #top, 2 do
-  if tonumber(top[i + 1]) > tonumber(kth) then out[#out + 1] = top[i]; out[#out + 1] = top[i + 1] end
-end
-local ties = redis.call('ZRANGE', KEYS[1], kth, kth, 'BYSCORE', 'LIMIT', 0, k - #out / 2, 'WITHSCORES')
-for i = 1, #ties do out[#out + 1] = ties[i] end
-return out
-`;
-
 // Many pins' state in one call (the flush reads every due pin of a tick): per pin the hash, the
-// top-k board titles and queries (ties as TOP_K above) and the new-query set.
+// top-k board titles and queries, and the new-query set. Top k is by count desc, with ties at the
+// cut resolved by text ascending (a plain ZRANGE REV would keep the reverse-lexicographic ones),
+// so documents don't depend on Redis' tie order.
 // KEYS: 4 per pin: pin hash, boards zset, queries zset, newq.  ARGV: 1 k
 // Returns one array per pin: { HGETALL flat, top boards WITHSCORES, top queries WITHSCORES, SMEMBERS newq }.
 // Redis Cluster: see APPLY_ENGAGEMENTS (keys span pins; single node here).
@@ -188,10 +155,14 @@ end
 return out
 `;
 
-// COMMIT_FLUSH for many pins in one call (each pin exactly as COMMIT_FLUSH alone; pins are
-// independent). KEYS: 4 per pin: pin hash, dirty, doc key, newq.
-// ARGV: per pin: pin id, gen, hash, version, doc, Q, then Q published queries.
-// Returns 1 or 0 per pin, as COMMIT_FLUSH. Redis Cluster: see APPLY_ENGAGEMENTS.
+// After publishing many pins' documents (pins are independent): per pin, record what was
+// published and forget the published new queries, then clear the dirty mark unless the pin
+// changed since it was read (`gen` differs: it stays dirty and is flushed again).
+// KEYS: 4 per pin: pin hash, dirty, doc key, newq.
+// ARGV: per pin: pin id, gen read before publishing, new content hash ('' = nothing published),
+//       new version, document JSON ('' = tombstone: delete the doc), Q, then Q published queries.
+// Returns per pin 1 when the dirty mark was cleared, 0 when the pin changed meanwhile.
+// Redis Cluster: see APPLY_ENGAGEMENTS.
 const COMMIT_FLUSHES = `
 local out = {}
 local a = 1
@@ -257,8 +228,11 @@ export interface EnrichStore {
   /** Pins of `partition` dirty since at most `dueBeforeMs`, oldest first. */
   duePins(partition: number, dueBeforeMs: number, limit: number): Promise<string[]>;
   readPins(pinIds: string[], topK: number): Promise<StoredPin[]>;
-  commitFlush(partition: number, pin: StoredPin, published: { hash: string; version: number; doc: string | null } | null, queries: string[]): Promise<boolean>;
-  /** commitFlush for many pins in one round trip (each as commitFlush alone); true per pin whose dirty mark was cleared. */
+  /**
+   * After publishing: record each pin's published document (null: nothing published) and drop
+   * its published new queries, in few round trips; true per pin whose dirty mark was cleared
+   * (false: it changed since it was read and stays dirty).
+   */
   commitFlushes(items: Array<{ partition: number; pin: StoredPin; published: { hash: string; version: number; doc: string | null } | null; queries: string[] }>): Promise<boolean[]>;
   /** The last published document of a pin, or null. */
   getDocument(pinId: string): Promise<string | null>;
@@ -282,8 +256,6 @@ const SCRIPTS = {
   pinrichApplyPin: APPLY_PIN,
   pinrichApplyEngagements: APPLY_ENGAGEMENTS,
   pinrichApplyCaption: APPLY_CAPTION,
-  pinrichCommitFlush: COMMIT_FLUSH,
-  pinrichTopK: TOP_K,
   pinrichReadPins: READ_PINS,
   pinrichCommitFlushes: COMMIT_FLUSHES,
 } as const;
@@ -429,23 +401,6 @@ export function createRedisEnrichStore(plainRedis: Redis, prefix: string, dedupT
         for (const n of v as number[]) out.push(Number(n) === 1);
       }
       return out;
-    },
-    async commitFlush(partition, pin, published, queries) {
-      const k = pinKey(pin.pinId);
-      const r = await redis.pinrichCommitFlush(
-        4,
-        k,
-        dirtyKey(partition),
-        docKey(pin.pinId),
-        `${k}:newq`,
-        pin.pinId,
-        pin.gen,
-        published?.hash ?? '',
-        published?.version ?? 0,
-        published?.doc ?? '',
-        ...queries,
-      );
-      return Number(r) === 1;
     },
     getDocument: (pinId) => redis.get(docKey(pinId)),
     async stateReady() {

@@ -152,6 +152,13 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
     block.stored += rows.length;
   }
 
+  /** Detach the block's table and drop it now (the caller holds the partition's lock). */
+  async function dropTableNow(block: Block): Promise<void> {
+    const table = block.table;
+    block.table = undefined;
+    await table?.drop();
+  }
+
   /** Free a block's table once the work queued on its partition is done. */
   function dropTable(key: string, block: Block): void {
     const table = block.table;
@@ -194,9 +201,7 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
   async function seal(key: string, block: Block, ctx: StageContext): Promise<void> {
     await upload(block, true, ctx.signal);
     blocks.delete(key);
-    const table = block.table;
-    block.table = undefined;
-    await table?.drop();
+    await dropTableNow(block);
     sealedThrough.set(key, (block.index + 1n) * N - 1n);
     await ctx.heartbeat();
   }
@@ -205,9 +210,7 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
   async function rewind(key: string, block: Block, offset: bigint): Promise<Block | undefined> {
     if (offset <= block.first) {
       blocks.delete(key);
-      const table = block.table;
-      block.table = undefined;
-      await table?.drop();
+      await dropTableNow(block);
       return undefined;
     }
     block.pending = block.pending.filter((r) => (r.kafka_offset as bigint) < offset);
