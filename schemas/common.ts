@@ -3,7 +3,7 @@
  *
  * Every record on a pinrich topic carries `schema` (its name) and `schema_version`. A consumer
  * knows an explicit set of versions per schema and dead-letters any other, so a schema change is
- * always a deliberate, visible step (see DESIGN.md, "Contracts").
+ * always a deliberate, visible step (see docs/architecture.md, "Contracts").
  */
 import { z } from 'zod';
 

@@ -3,12 +3,12 @@
  *
  *   pinrich stack up|down|status       local Kafka + Redis + S3 (no Docker)
  *   pinrich topics create              every topic and its dead-letter twin
- *   pinrich run <caption|enrich|all>   run workers until SIGTERM/SIGINT
+ *   pinrich run <worker|all>           run workers until SIGTERM/SIGINT (workers: src/workers.ts)
  *   pinrich demo [--pins N] [--events N] [--summary FILE]
  *   pinrich labels sync|query|eval|export  label dumps on S3, for data scientists
  *   pinrich enrich rebuild             replay the enrich inputs into Redis (after Redis lost them)
  *   pinrich model-server [--port N]    the stand-in OpenAI-compatible server
- *   pinrich config show|doc            effective config (secrets masked) | README table
+ *   pinrich config show|doc|readme     effective config (secrets masked) | option table | update README
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createTopics } from './adapters/kafka/admin.js';

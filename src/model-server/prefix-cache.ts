@@ -1,6 +1,6 @@
 /**
  * Token estimates and a simulated prefix cache, so clients can exercise their usage
- * accounting and see prefix reuse (DESIGN.md: the teacher prompt puts the pin before the
+ * accounting and see prefix reuse (docs/architecture.md, "Model calls": the teacher prompt puts the pin before the
  * query precisely so a serving stack can reuse the pin's prefix across its queries).
  */
 

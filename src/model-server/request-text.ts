@@ -4,7 +4,7 @@
  */
 import type { RequestKind } from './types.js';
 
-/** Marker that opens the pin text in a teacher prompt (see DESIGN.md, "Model calls"). */
+/** Marker that opens the pin text in a teacher prompt (see docs/architecture.md, "Model calls"). */
 export const PIN_OPEN = '<<<PIN';
 /** Marker that closes the pin text in a teacher prompt. */
 export const PIN_CLOSE = 'PIN>>>';

@@ -1,6 +1,6 @@
 /**
- * ioredis wiring. Key prefixing is done by `RedisKeys`, not ioredis' keyPrefix, so Lua
- * scripts see exactly the keys we pass them.
+ * ioredis wiring. Key prefixing is done by the adapters' own key builders, not ioredis' keyPrefix,
+ * so Lua scripts see exactly the keys we pass them (docs/architecture.md, "Redis key layout").
  */
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';

@@ -53,7 +53,7 @@ export interface ScoreStageDeps {
   docMaxAttempts: number;
   /** Wait before the 2nd read of a missing document; doubles per read. */
   docRetryBaseMs: number;
-  /** Tries per pair when the answer is not a level (the issue asks for exactly one retry: 2). */
+  /** Tries per pair when the answer is not a level (2: exactly one retry, then the pair is dead-lettered). */
   answerAttempts?: number;
   maxRecordBytes: number;
   topics: Topics;
