@@ -6,7 +6,7 @@
 import type { Kafka } from 'kafkajs';
 import { createKafka, createPublisher, type Publisher } from './adapters/kafka/client.js';
 import { untilKafkaAnswers } from './adapters/kafka/transient.js';
-import { createRedis, pingRedis, type Redis } from './adapters/redis/client.js';
+import { createRedisFromConfig, pingRedis, type Redis } from './adapters/redis/client.js';
 import { createRedisEnrichStore } from './adapters/redis/enrich-state.js';
 import { secretValues, topics as topicNames, type Config } from './config.js';
 import { PinrichError } from './errors.js';
@@ -58,7 +58,7 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
   const clock = opts.clock ?? systemClock;
   const t = topicNames(config);
   const kafka = createKafka(config, log);
-  const redis = createRedis(config.redisUrl, { tlsCaFile: config.redisTlsCaFile });
+  const redis = createRedisFromConfig(config);
   const started: Array<{ worker: Worker }> = [];
   const metrics = createPipelineMetrics();
   registerProcessMetrics(metrics.registry);

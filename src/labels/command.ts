@@ -138,7 +138,7 @@ async function exportCommand(args: string[], config: Config, out: (s: string) =>
     allowPositionals: false,
   });
   if (!values.distill) throw new UsageError('export needs --distill OUT.parquet');
-  const pinTexts = values['no-pin-text'] ? undefined : await redisPinTexts(config.redisUrl, config.redisKeyPrefix);
+  const pinTexts = values['no-pin-text'] ? undefined : await redisPinTexts(config);
   try {
     return await withDb(config, async (db) => {
       const r = await exportDistill(db, values.distill!, pinTexts, { model: values.model, promptVersion: values['prompt-version'] });

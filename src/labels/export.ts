@@ -11,7 +11,8 @@
  * document: when its content hash differs from the label's doc_hash the text is newer than what
  * the teacher saw, which `pin_text_matches_label` records. Without Redis, pin_text is NULL.
  */
-import { createRedis, pingRedis, type Redis } from '../adapters/redis/client.js';
+import { createRedisFromConfig, pingRedis, type Redis } from '../adapters/redis/client.js';
+import type { Config } from '../config.js';
 import type { LabelsDb } from './query.js';
 
 export interface PinTextSource {
@@ -20,9 +21,16 @@ export interface PinTextSource {
   close(): void;
 }
 
-/** Pin texts from the enrich worker's documents in Redis; undefined when Redis cannot be reached. */
-export async function redisPinTexts(url: string, prefix: string, timeoutMs = 3_000): Promise<PinTextSource | undefined> {
-  const redis: Redis = createRedis(url);
+/**
+ * Pin texts from the enrich worker's documents in the Redis `config` names (URL and TLS CA);
+ * undefined when Redis cannot be reached.
+ */
+export async function redisPinTexts(
+  config: Pick<Config, 'redisUrl' | 'redisTlsCaFile' | 'redisKeyPrefix'>,
+  timeoutMs = 3_000,
+): Promise<PinTextSource | undefined> {
+  const prefix = config.redisKeyPrefix;
+  const redis: Redis = createRedisFromConfig(config);
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([pingRedis(redis), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), timeoutMs)))]);

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
+import type { Config } from '../../config.js';
 import { PinrichError } from '../../errors.js';
 
 export type { Redis };
@@ -17,6 +18,15 @@ export function createRedis(url: string, opts: { tlsCaFile?: string } = {}): Red
   // Without a listener ioredis prints every connection error; the callers see them as rejections.
   redis.on('error', () => {});
   return redis;
+}
+
+/**
+ * The Redis client of every command that reads its Redis from config (workers, `enrich rebuild`,
+ * `labels export`, tests and benchmarks): URL (AUTH, `rediss://`) and PINRICH_REDIS_TLS_CA_FILE
+ * together, so no command can forget the CA.
+ */
+export function createRedisFromConfig(config: Pick<Config, 'redisUrl' | 'redisTlsCaFile'>): Redis {
+  return createRedis(config.redisUrl, { tlsCaFile: config.redisTlsCaFile });
 }
 
 /** The ioredis options for `url` (exported for tests: the TLS settings must reach the client). */

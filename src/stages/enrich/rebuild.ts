@@ -38,7 +38,7 @@ import type { Kafka } from 'kafkajs';
 import { EnrichedDocument } from '../../../schemas/enriched-document.js';
 import { Pair } from '../../../schemas/pair.js';
 import { createKafka } from '../../adapters/kafka/client.js';
-import { createRedis, pingRedis } from '../../adapters/redis/client.js';
+import { createRedisFromConfig, pingRedis } from '../../adapters/redis/client.js';
 import { createRedisEnrichStore, type EnrichStore } from '../../adapters/redis/enrich-state.js';
 import { topics as topicNames, type Config } from '../../config.js';
 import { systemClock } from '../../runtime/clock.js';
@@ -159,7 +159,7 @@ export async function rebuildEnrichState(config: Config, log: Logger, progress: 
   const started = Date.now();
   const t = topicNames(config);
   const kafka = createKafka(config, log, 'rebuild');
-  const redis = createRedis(config.redisUrl);
+  const redis = createRedisFromConfig(config);
   try {
     await pingRedis(redis);
     const store = createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, config.enrichMinePairs);
