@@ -19,21 +19,23 @@
  * beside the app's own config (src/config.ts), which consumes the variables {@link stackEnv}
  * produces.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ensureKafkaJars,
   externalKafkaReachable,
   kafkaGroupCoordinatorReady,
   kafkaHealthy,
   KAFKA_MARKER,
+  kafkaJarsLocation,
   startKafka,
 } from './kafka.js';
-import { isAlive, isOurProcess, logTail, stopGroup, waitUntil } from './process.js';
+import { ensureSystemTools, JAVA_17, MAVEN, REDIS_CLI, REDIS_SERVER, type SystemTool } from './install.js';
+import { isOurProcess, logTail, stopGroup, waitUntil, withFileLock } from './process.js';
 import { REDIS_MARKER, redisPing, startRedis } from './redis.js';
+import { clusterOk, clusterSeedUrls, createCluster, REDIS_CLUSTER_MARKER, startClusterNodes } from './redis-cluster.js';
 import { s3BucketHealthy, s3Reachable, S3_MARKER, startS3 } from './s3.js';
 
 /** Where each service can be reached. Everything a client needs to connect. */
@@ -42,6 +44,11 @@ export interface StackEndpoints {
   kafkaBrokers: string[];
   /** e.g. "redis://127.0.0.1:36379". */
   redisUrl: string;
+  /**
+   * Seed-node URLs of the local 3-master Redis Cluster, when the stack runs one (see
+   * {@link StackOptions.redisCluster}); point pinrich at it with {@link stackClusterEnv}.
+   */
+  redisCluster?: string[];
   /** Path-style S3 endpoint and credentials (s3rver accepts any key; we use S3RVER/S3RVER). */
   s3: { endpoint: string; bucket: string; region: string; accessKeyId: string; secretAccessKey: string };
   /** True when this call started at least one service (so the caller may want to stop it); false when reused or external. */
@@ -54,6 +61,11 @@ export interface StackOptions {
   dir?: string;
   /** Progress lines (which service starts, how long it took). Default: silent. */
   log?: (line: string) => void;
+  /**
+   * Also run a local 3-master Redis Cluster (src/stack/redis-cluster.ts) beside the single
+   * Redis. Default $PINRICH_STACK_REDIS_CLUSTER=1. Added to a running stack without restarting it.
+   */
+  redisCluster?: boolean;
 }
 
 /** One row of {@link stackStatus}. `pid` is absent for external services and containers. */
@@ -64,7 +76,7 @@ export interface StackServiceStatus {
   healthy: boolean;
 }
 
-type ServiceName = 'kafka' | 'redis' | 's3';
+type ServiceName = 'kafka' | 'redis' | 's3' | 'redis-cluster';
 
 /** A service we started, as recorded in state.json. */
 interface LocalService {
@@ -91,6 +103,7 @@ interface StackEnv {
   cacheRoot: string;
   repoRoot: string;
   mode: 'local' | 'testcontainers';
+  redisCluster: boolean;
   external: { kafkaBrokers?: string[]; redisUrl?: string; s3Endpoint?: string };
   bucket: string;
   region: string;
@@ -98,7 +111,7 @@ interface StackEnv {
   s3SecretAccessKey: string;
 }
 
-const HEALTH_TIMEOUT_MS: Record<ServiceName, number> = { kafka: 120_000, redis: 15_000, s3: 30_000 };
+const HEALTH_TIMEOUT_MS: Record<ServiceName, number> = { kafka: 120_000, redis: 15_000, s3: 30_000, 'redis-cluster': 30_000 };
 const STOP_GRACE_MS = 10_000;
 const LOCK_WAIT_MS = 5 * 60_000; // a first run may resolve the Kafka jars with Maven meanwhile
 const S3RVER_KEY = 'S3RVER';
@@ -123,6 +136,7 @@ function readStackEnv(opts: StackOptions): StackEnv {
     cacheRoot,
     repoRoot: findRepoRoot(),
     mode: env.PINRICH_STACK === 'testcontainers' ? 'testcontainers' : 'local',
+    redisCluster: opts.redisCluster ?? env.PINRICH_STACK_REDIS_CLUSTER === '1',
     external: {
       kafkaBrokers: brokers && brokers.length > 0 ? brokers : undefined,
       redisUrl: env.PINRICH_REDIS_URL || undefined,
@@ -142,6 +156,7 @@ function wantedLocal(env: StackEnv): ServiceName[] {
   if (!env.external.kafkaBrokers) names.push('kafka');
   if (!env.external.redisUrl) names.push('redis');
   if (!env.external.s3Endpoint) names.push('s3');
+  if (env.redisCluster) names.push('redis-cluster');
   return names;
 }
 
@@ -168,38 +183,9 @@ function writeState(dir: string, state: StateFile): void {
   renameSync(tmp, statePath(dir));
 }
 
-/**
- * Serialises stackUp/stackDown across processes (e.g. two terminals, or the CLI and a test
- * run): a lock file created exclusively, holding the owner's pid. A lock whose owner is dead
- * is stale and taken over.
- */
-async function withLock<T>(dir: string, log: (l: string) => void, fn: () => Promise<T>): Promise<T> {
-  mkdirSync(dir, { recursive: true });
-  const lock = join(dir, 'lock');
-  const deadline = Date.now() + LOCK_WAIT_MS;
-  let announced = false;
-  for (;;) {
-    try {
-      writeFileSync(lock, String(process.pid), { flag: 'wx' });
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const owner = Number(readFileSync(lock, 'utf8').trim() || NaN);
-      if (!Number.isInteger(owner) || !isAlive(owner)) {
-        rmSync(lock, { force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`stack: ${lock} is held by pid ${owner} for too long`);
-      if (!announced) log(`stack: waiting for pid ${owner}, which holds ${lock}`);
-      announced = true;
-      await sleep(250);
-    }
-  }
-  try {
-    return await fn();
-  } finally {
-    rmSync(lock, { force: true });
-  }
+/** Serialises stackUp/stackDown on one stack dir across processes (see {@link withFileLock}). */
+function withLock<T>(dir: string, log: (l: string) => void, fn: () => Promise<T>): Promise<T> {
+  return withFileLock(dir, LOCK_WAIT_MS, log, fn);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -210,6 +196,7 @@ function localEndpoint(s: LocalService): string {
     case 'kafka':
       return `127.0.0.1:${s.port}`;
     case 'redis':
+    case 'redis-cluster':
       return `redis://127.0.0.1:${s.port}`;
     case 's3':
       return `http://127.0.0.1:${s.port}`;
@@ -225,6 +212,8 @@ async function localHealthy(s: LocalService, bucket: string): Promise<boolean> {
         return await kafkaHealthy([localEndpoint(s)]);
       case 'redis':
         return await redisPing(localEndpoint(s));
+      case 'redis-cluster':
+        return await clusterOk([s.port]);
       case 's3':
         return await s3BucketHealthy(localEndpoint(s), bucket);
     }
@@ -247,12 +236,14 @@ function endpointsFor(env: StackEnv, services: LocalService[], bucket: string, s
   const kafka = find('kafka');
   const redis = find('redis');
   const s3 = find('s3');
+  const clusterNodes = services.filter((s) => s.name === 'redis-cluster');
   const local = (name: string): never => {
     throw new Error(`stack: no ${name} endpoint (neither started locally nor configured externally)`);
   };
   return {
     kafkaBrokers: env.external.kafkaBrokers ?? (kafka ? [localEndpoint(kafka)] : local('kafka')),
     redisUrl: env.external.redisUrl ?? (redis ? localEndpoint(redis) : local('redis')),
+    ...(clusterNodes.length > 0 ? { redisCluster: clusterSeedUrls(clusterNodes.map((s) => s.port)) } : {}),
     s3: env.external.s3Endpoint
       ? {
           endpoint: env.external.s3Endpoint,
@@ -335,6 +326,16 @@ async function startFresh(env: StackEnv, names: ServiceName[], log: (l: string) 
     writeState(env.dir, state);
     return s;
   };
+  // What the services run on, installed on first use (one apt-get run for all of them).
+  const pom = join(env.repoRoot, 'deploy', 'kafka', 'pom.xml');
+  const tools: SystemTool[] = [];
+  if (names.includes('redis') || names.includes('redis-cluster')) tools.push(REDIS_SERVER, REDIS_CLI);
+  if (names.includes('kafka')) {
+    tools.push(JAVA_17);
+    if (!existsSync(kafkaJarsLocation(pom, env.cacheRoot).libsDir)) tools.push(MAVEN);
+  }
+  await ensureSystemTools(tools, { log, lockDir: env.cacheRoot });
+
   const starting: Array<Promise<LocalService>> = [];
   if (names.includes('redis')) {
     log('stack: starting redis-server');
@@ -349,7 +350,7 @@ async function startFresh(env: StackEnv, names: ServiceName[], log: (l: string) 
   if (names.includes('kafka')) {
     starting.push(
       (async () => {
-        const jars = await ensureKafkaJars(join(env.repoRoot, 'deploy', 'kafka', 'pom.xml'), env.cacheRoot, log);
+        const jars = await ensureKafkaJars(pom, env.cacheRoot, log);
         log(`stack: starting Kafka ${jars.kafkaVersion} (KRaft, broker+controller)`);
         const t0 = Date.now();
         const { pid, layout } = await startKafka(join(env.dir, 'kafka'), jars);
@@ -360,7 +361,10 @@ async function startFresh(env: StackEnv, names: ServiceName[], log: (l: string) 
   }
   try {
     // Start everything, then wait for everything: Redis and s3rver are ready while Kafka boots.
-    const results = await Promise.allSettled(starting.map((p) => p.then((s) => awaitHealthy(s, env.bucket, log))));
+    const results = await Promise.allSettled([
+      ...starting.map((p) => p.then((s) => awaitHealthy(s, env.bucket, log))),
+      ...(names.includes('redis-cluster') ? [startClusterService(env, record, log)] : []),
+    ]);
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
     if (failures.length > 0) {
       throw new Error(failures.map((e) => e.message).join('\n\n'), { cause: failures[0] });
@@ -374,6 +378,26 @@ async function startFresh(env: StackEnv, names: ServiceName[], log: (l: string) 
   state.complete = true;
   writeState(env.dir, state);
   return state;
+}
+
+/**
+ * The local Redis Cluster: its nodes are recorded one by one as they spawn (each is a
+ * `redis-cluster` service in state.json), then joined; resolves when every node reports
+ * cluster_state:ok.
+ */
+async function startClusterService(env: StackEnv, record: (s: LocalService) => LocalService, log: (l: string) => void): Promise<void> {
+  log('stack: starting a 3-master Redis Cluster (redis-server --cluster-enabled yes)');
+  const t0 = Date.now();
+  const nodes = await startClusterNodes(join(env.dir, 'redis-cluster'), (n) =>
+    record({ name: 'redis-cluster', marker: REDIS_CLUSTER_MARKER, pid: n.pid, port: n.port, logFile: n.logFile }),
+  );
+  try {
+    await createCluster(nodes.map((n) => n.port), HEALTH_TIMEOUT_MS['redis-cluster']);
+  } catch (err) {
+    const tails = nodes.map((n) => `--- last lines of ${n.logFile} ---\n${logTail(n.logFile) || '(empty)'}`).join('\n');
+    throw new Error(`stack: redis cluster: ${(err as Error).message}\n${tails}`, { cause: err });
+  }
+  log(`stack: redis cluster ok on ports ${nodes.map((n) => n.port).join(', ')} after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,14 +430,35 @@ export async function stackUp(opts: StackOptions = {}): Promise<StackEndpoints> 
     const names = wantedLocal(env);
     const previous = readState(env.dir);
     if (previous) {
+      // The Redis Cluster is an add-on: a running stack that has one is reused by a caller that
+      // does not ask for it, and one that lacks it gets it added without a restart (other test
+      // runs may be using the stack).
+      const has = (n: ServiceName) => previous.services.some((s) => s.name === n);
+      const core = names.filter((n) => n !== 'redis-cluster');
       const sameSet =
         previous.complete &&
         previous.bucket === env.bucket &&
-        previous.services.length === names.length &&
-        names.every((n) => previous.services.some((s) => s.name === n));
+        previous.services.filter((s) => s.name !== 'redis-cluster').length === core.length &&
+        core.every(has);
       const healthy = sameSet && (await Promise.all(previous.services.map((s) => localHealthy(s, previous.bucket))));
       if (healthy && healthy.every(Boolean)) {
-        log(`stack: reusing running stack from ${env.dir}`);
+        if (names.includes('redis-cluster') && !has('redis-cluster')) {
+          const record = (s: LocalService) => {
+            previous.services.push(s);
+            writeState(env.dir, previous);
+            return s;
+          };
+          try {
+            await ensureSystemTools([REDIS_SERVER, REDIS_CLI], { log, lockDir: env.cacheRoot });
+            await startClusterService(env, record, log);
+          } catch (err) {
+            await stopRecorded({ ...previous, services: previous.services.filter((s) => s.name === 'redis-cluster') }, log);
+            previous.services = previous.services.filter((s) => s.name !== 'redis-cluster');
+            writeState(env.dir, previous);
+            throw err;
+          }
+          log(`stack: added the Redis Cluster to the running stack in ${env.dir}`);
+        } else log(`stack: reusing running stack from ${env.dir}`);
         return endpointsFor(env, previous.services, previous.bucket, false);
       }
       log('stack: recorded stack is incomplete or unhealthy; stopping leftovers and starting fresh');
@@ -482,6 +527,16 @@ export async function stackStatus(
     endpoints: up ? endpointsFor(env, state?.services ?? [], state?.bucket ?? env.bucket, false) : undefined,
     services,
   };
+}
+
+/**
+ * The variables that point pinrich at the stack's Redis Cluster instead of its single Redis
+ * (PINRICH_REDIS_CLUSTER=true, seed nodes in PINRICH_REDIS_URL); laid over {@link stackEnv}.
+ * @throws Error when the stack runs no cluster (start it with `redisCluster: true`).
+ */
+export function stackClusterEnv(e: StackEndpoints): Record<string, string> {
+  if (!e.redisCluster?.length) throw new Error('stack: no Redis Cluster in this stack (pinrich stack up --redis-cluster, or PINRICH_STACK_REDIS_CLUSTER=1)');
+  return { PINRICH_REDIS_URL: e.redisCluster.join(','), PINRICH_REDIS_CLUSTER: 'true' };
 }
 
 /**

@@ -58,7 +58,7 @@ export async function ensureKafkaJars(
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
     child.on('error', (err) =>
-      reject(new Error(`kafka: cannot run Maven (${err.message}); install maven and Java 17, or see .ci/run`)),
+      reject(new Error(`kafka: cannot run Maven (${err.message}); install Maven and Java 17+ (Debian: apt-get install maven openjdk-17-jre-headless)`)),
     );
     child.on('exit', (code) => {
       if (code === 0) resolve();

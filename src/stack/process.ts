@@ -3,7 +3,8 @@
  * signalling, polling with deadlines, log tails. Nothing here knows about a specific service.
  */
 import { spawn, execFileSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -209,5 +210,39 @@ export async function waitUntil(
       throw new Error(`${what}: not healthy after ${opts.timeoutMs} ms${detail}`);
     }
     await sleep(opts.intervalMs ?? 250);
+  }
+}
+
+/**
+ * Runs `fn` while holding `<dir>/lock`, a file created exclusively that holds the owner's pid,
+ * so two processes (two terminals, the CLI and a test run) never start, stop or install at the
+ * same time. A lock whose owner is dead is stale and taken over.
+ */
+export async function withFileLock<T>(dir: string, waitMs: number, log: (l: string) => void, fn: () => Promise<T>): Promise<T> {
+  mkdirSync(dir, { recursive: true });
+  const lock = join(dir, 'lock');
+  const deadline = Date.now() + waitMs;
+  let announced = false;
+  for (;;) {
+    try {
+      writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = Number(readFileSync(lock, 'utf8').trim() || NaN);
+      if (!Number.isInteger(owner) || !isAlive(owner)) {
+        rmSync(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`stack: ${lock} is held by pid ${owner} for too long`);
+      if (!announced) log(`stack: waiting for pid ${owner}, which holds ${lock}`);
+      announced = true;
+      await sleep(250);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(lock, { force: true });
   }
 }
