@@ -23,6 +23,7 @@ import { stackDown, stackStatus, stackUp } from './stack/index.js';
 
 const USAGE = `usage: pinrich <command>
   stack up|down|status              local Kafka (KRaft), Redis and S3 (s3rver), no Docker
+  stack up --redis-cluster          ... plus a local 3-master Redis Cluster (PINRICH_REDIS_CLUSTER)
   topics create                     create every topic and its .dlq twin (idempotent)
   run <${WORKER_NAMES.join('|')}|all>          run workers until SIGTERM/SIGINT
   demo [--pins N] [--events N] [--summary FILE]
@@ -55,7 +56,8 @@ async function main(argv: string[]): Promise<number> {
     case 'stack': {
       const log = (l: string) => out(l);
       if (sub === 'up') {
-        const e = await stackUp({ log });
+        // --redis-cluster: also a local 3-master Redis Cluster (else PINRICH_STACK_REDIS_CLUSTER=1).
+        const e = await stackUp({ log, ...(rest.includes('--redis-cluster') ? { redisCluster: true } : {}) });
         out(JSON.stringify(e, null, 2));
         return 0;
       }

@@ -46,6 +46,7 @@ export const OPTIONS = {
   // Redis
   redisUrl: opt({ env: 'PINRICH_REDIS_URL', type: str, default: 'redis://127.0.0.1:6379', doc: 'Redis URL (redis:// or rediss:// for TLS; may hold a password)', secret: true }),
   redisTlsCaFile: opt({ env: 'PINRICH_REDIS_TLS_CA_FILE', type: optStr, doc: 'PEM file of the CA that signed the Redis server certificate (with rediss://); unset = the system CAs' }),
+  redisCluster: opt({ env: 'PINRICH_REDIS_CLUSTER', type: bool, default: 'false', doc: 'PINRICH_REDIS_URL names seed nodes of a Redis Cluster (comma-separated URLs or host:port; AUTH and TLS from the URL that carries them)' }),
   redisKeyPrefix: opt({ env: 'PINRICH_REDIS_PREFIX', type: z.string(), default: 'pinrich:', doc: 'Prefix of every Redis key' }),
   // S3
   s3Endpoint: opt({ env: 'PINRICH_S3_ENDPOINT', type: optStr, doc: 'S3 endpoint URL; unset means AWS' }),
@@ -167,21 +168,26 @@ export function secretValues(config: Config): string[] {
   for (const [key, o] of Object.entries(OPTIONS) as Array<[keyof Config, Option]>) {
     const v = config[key];
     if (!o.secret || typeof v !== 'string' || v === o.default) continue;
-    let parts = [v];
-    try {
-      const u = new URL(v);
-      if (u.protocol !== 'http:' && u.protocol !== 'https:' && !u.protocol.startsWith('redis')) throw new Error('not a service URL');
-      parts = [u.password, decodeURIComponent(u.password)];
-    } catch {
-      // not a URL: the whole value is the secret
+    // PINRICH_REDIS_URL may list several cluster seed URLs, each of which may carry the password.
+    for (const item of key === 'redisUrl' ? v.split(',') : [v]) {
+      let parts = [item];
+      try {
+        const u = new URL(item);
+        if (u.protocol !== 'http:' && u.protocol !== 'https:' && !u.protocol.startsWith('redis')) throw new Error('not a service URL');
+        parts = [u.password, decodeURIComponent(u.password)];
+      } catch {
+        // not a URL: the whole value is the secret
+      }
+      for (const p of parts) if (p.length >= 6) out.add(p);
     }
-    for (const p of parts) if (p.length >= 6) out.add(p);
   }
   return [...out];
 }
 
 /** "redis://:hunter2@host" -> "redis://:***@host"; any other secret -> "***". */
 function redactSecret(value: string): string {
+  // A list of Redis Cluster seed URLs: each one masked on its own.
+  if (value.includes(',') && value.startsWith('redis')) return value.split(',').map(redactSecret).join(',');
   try {
     const u = new URL(value);
     if (u.password || u.username) {

@@ -24,7 +24,8 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   }
   const log = (line: string) => console.log(`[global-setup] ${line}`);
   const started = Date.now();
-  const endpoints = await stackUp({ log });
+  // With the Redis Cluster: the caption, enrich and score integration tests run on it too.
+  const endpoints = await stackUp({ log, redisCluster: true });
   log(`stack ready in ${((Date.now() - started) / 1000).toFixed(1)} s (${endpoints.startedByUs ? 'started' : 'reused'})`);
   project.provide('stack', endpoints);
 

@@ -1,5 +1,11 @@
-/** Captions cached by (model, prompt version, image key): a re-pinned image is described once. */
-import type { Redis } from 'ioredis';
+/**
+ * Captions cached by (model, prompt version, image key): a re-pinned image is described once.
+ *
+ * Key: P cap:<model>:<prompt version>:<image key> -> JSON {@link CachedCaption}, no hash tag: on
+ * a Redis Cluster each entry lives in its own slot, so a batch is read as single-key GETs
+ * (auto-pipelined by ioredis, one round trip per node), never as a cross-slot MGET.
+ */
+import type { Redis } from './client.js';
 
 export interface CachedCaption {
   text: string;
@@ -17,7 +23,7 @@ export function createRedisCaptionCache(redis: Redis, prefix: string, model: str
   return {
     async getMany(imageKeys) {
       if (imageKeys.length === 0) return [];
-      const raw = await redis.mget(imageKeys.map(key));
+      const raw = await Promise.all(imageKeys.map((k) => redis.get(key(k))));
       return raw.map((v) => (v === null ? null : (JSON.parse(v) as CachedCaption)));
     },
     async put(imageKey, caption) {

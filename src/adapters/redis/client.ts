@@ -1,20 +1,29 @@
 /**
  * ioredis wiring. Key prefixing is done by the adapters' own key builders, not ioredis' keyPrefix,
  * so Lua scripts see exactly the keys we pass them (docs/architecture.md, "Redis key layout").
+ *
+ * One server or a Redis Cluster (PINRICH_REDIS_CLUSTER=true): the adapters are typed against
+ * {@link Redis}, what both ioredis clients share (commands, defineCommand/evalsha, pipeline,
+ * multi). On a cluster every script, MULTI, pipeline and multi-key command must stay inside one
+ * hash slot (docs/architecture.md, "Redis Cluster"); ioredis routes each single-key command to
+ * the master of its slot and follows MOVED/ASK redirections when slots move.
  */
 import { readFileSync } from 'node:fs';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis as RedisServer, type ClusterNode, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Config } from '../../config.js';
 import { PinrichError } from '../../errors.js';
 
-export type { Redis };
+/** A Redis connection: one server, or a Redis Cluster (same command surface). */
+export type Redis = RedisServer | Cluster;
+/** A connection to one Redis server (tests, tools that address one node). */
+export type RedisSingle = RedisServer;
 
 /**
  * A connection to `url`. AUTH comes from the URL (`redis://user:password@host`); TLS from a
  * `rediss://` URL, verified against the system CAs or, with `tlsCaFile`, that PEM file.
  */
-export function createRedis(url: string, opts: { tlsCaFile?: string } = {}): Redis {
-  const redis = new Redis(url, redisOptions(url, opts));
+export function createRedis(url: string, opts: { tlsCaFile?: string } = {}): RedisServer {
+  const redis = new RedisServer(url, redisOptions(url, opts));
   // Without a listener ioredis prints every connection error; the callers see them as rejections.
   redis.on('error', () => {});
   return redis;
@@ -25,8 +34,59 @@ export function createRedis(url: string, opts: { tlsCaFile?: string } = {}): Red
  * `labels export`, tests and benchmarks): URL (AUTH, `rediss://`) and PINRICH_REDIS_TLS_CA_FILE
  * together, so no command can forget the CA.
  */
-export function createRedisFromConfig(config: Pick<Config, 'redisUrl' | 'redisTlsCaFile'>): Redis {
+export function createRedisFromConfig(config: Pick<Config, 'redisUrl' | 'redisTlsCaFile'> & { redisCluster?: false }): RedisServer;
+export function createRedisFromConfig(config: Pick<Config, 'redisUrl' | 'redisTlsCaFile'> & Partial<Pick<Config, 'redisCluster'>>): Redis;
+export function createRedisFromConfig(config: Pick<Config, 'redisUrl' | 'redisTlsCaFile'> & Partial<Pick<Config, 'redisCluster'>>): Redis {
+  if (config.redisCluster) return createRedisCluster(config.redisUrl, { tlsCaFile: config.redisTlsCaFile });
   return createRedis(config.redisUrl, { tlsCaFile: config.redisTlsCaFile });
+}
+
+/**
+ * A Redis Cluster client from seed nodes: `urls` is a comma-separated list of `redis://` /
+ * `rediss://` URLs or bare `host:port`s (ioredis discovers the other nodes from any one seed).
+ * AUTH and TLS are the cluster's, taken from the first URL that carries them: every node of one
+ * cluster shares its password and certificate authority.
+ */
+export function createRedisCluster(urls: string, opts: { tlsCaFile?: string } = {}): Cluster {
+  const { seeds, options } = clusterOptions(urls, opts);
+  const cluster = new Cluster(seeds, options);
+  cluster.on('error', () => {});
+  return cluster;
+}
+
+/** Seed nodes and ioredis Cluster options for `urls` (exported for tests, like {@link redisOptions}). */
+export function clusterOptions(urls: string, opts: { tlsCaFile?: string } = {}): { seeds: ClusterNode[]; options: ClusterOptions } {
+  const parsed = urls
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean)
+    .map((u) => new URL(/^[a-z]+:\/\//i.test(u) ? u : `redis://${u}`));
+  if (parsed.length === 0) throw new PinrichError('config_invalid', 'PINRICH_REDIS_URL names no Redis Cluster seed node', { retriable: false });
+  const withAuth = parsed.find((u) => u.password || u.username);
+  const tlsUrl = parsed.find((u) => u.protocol === 'rediss:');
+  const single = redisOptions(tlsUrl ? 'rediss://' : 'redis://', opts);
+  const nodeOptions: RedisOptions = {
+    maxRetriesPerRequest: single.maxRetriesPerRequest ?? null,
+    ...(withAuth?.username ? { username: decodeURIComponent(withAuth.username) } : {}),
+    ...(withAuth?.password ? { password: decodeURIComponent(withAuth.password) } : {}),
+    // rediss:// without a CA file: TLS against the system CAs.
+    ...(tlsUrl ? { tls: single.tls ?? {} } : {}),
+  };
+  return {
+    seeds: parsed.map((u) => ({ host: u.hostname, port: Number(u.port || 6379) })),
+    options: {
+      redisOptions: nodeOptions,
+      enableAutoPipelining: true,
+      // A master that restarts or fails over: slots are refreshed and commands retried (with
+      // their batches' own retries above this) instead of failing at once.
+      retryDelayOnClusterDown: 300,
+      retryDelayOnFailover: 200,
+      retryDelayOnTryAgain: 200,
+      maxRedirections: 16,
+      clusterRetryStrategy: (times) => Math.min(times * 200, 2_000),
+      ...(tlsUrl ? { dnsLookup: (address, callback) => callback(null, address) } : {}),
+    },
+  };
 }
 
 /** The ioredis options for `url` (exported for tests: the TLS settings must reach the client). */

@@ -21,7 +21,7 @@
  * unchanged, so a change that raced the flush is flushed again next time. A tick's pins are read
  * and committed in batches (READ_PINS, COMMIT_FLUSHES), a few hundred pins per script call.
  */
-import type { Redis } from 'ioredis';
+import type { Redis } from './client.js';
 import type { CaptionState, PinFields } from '../../core/document.js';
 
 // KEYS: 1 pin hash, 2 boards, 3 queries, 4 newq, 5 dirty

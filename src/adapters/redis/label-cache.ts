@@ -8,7 +8,7 @@
  * One key per prompt and no hash tag: each key lives in its own cluster slot, so reads are
  * single-key GETs (auto-pipelined by ioredis), never a cross-slot MGET.
  */
-import type { Redis } from 'ioredis';
+import type { Redis } from './client.js';
 import type { TokenUsage } from '../../../schemas/common.js';
 
 /** What a cache hit restores: the parsed answer and what the original call cost. */

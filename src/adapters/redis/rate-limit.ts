@@ -2,7 +2,7 @@
  * Request-rate and token-rate limits shared by every instance through Redis (token buckets,
  * refilled continuously, the clock read inside Redis so instances' clocks don't matter).
  */
-import type { Redis } from 'ioredis';
+import type { Redis } from './client.js';
 import { sleep } from '../../runtime/retry.js';
 
 // KEYS[1]: bucket hash {tokens, ts}
