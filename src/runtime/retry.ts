@@ -48,16 +48,41 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** Options of {@link withRetries}. */
+export interface RetryOptions {
+  /** The caller's cancellation (shutdown, revoked partition): never retried. */
+  signal?: AbortSignal;
+  /**
+   * Back-pressure to wait out before each attempt, e.g. a shared rate limit. It runs under the
+   * caller's signal only: the attempt's timeout starts after it, when the request itself starts,
+   * so a long queue behind a rate limit never turns into a timed-out (or aborted) request.
+   */
+  beforeAttempt?: (signal: AbortSignal, attempt: number) => Promise<void>;
+  onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+  random?: () => number;
+}
+
 /**
- * Run `fn` under the policy. `fn` gets a signal combining the caller's and the attempt timeout.
+ * Run `fn` under the policy. `fn` gets a signal combining the caller's and the attempt timeout,
+ * whose clock starts when `fn` is called (after `beforeAttempt`).
  * Throws the last error (a PinrichError when the adapter classified it).
  */
 export async function withRetries<T>(
   policy: RetryPolicy,
   fn: (signal: AbortSignal, attempt: number) => Promise<T>,
-  opts: { signal?: AbortSignal; onRetry?: (err: unknown, attempt: number, delayMs: number) => void; random?: () => number } = {},
+  opts: RetryOptions = {},
 ): Promise<{ value: T; attempts: number }> {
+  // Waiting is not failing: an abort of the caller's signal is the only way out of this wait.
+  const waitSignal = opts.signal ?? new AbortController().signal;
   for (let attempt = 1; ; attempt++) {
+    if (opts.beforeAttempt) {
+      try {
+        await opts.beforeAttempt(waitSignal, attempt);
+      } catch (err) {
+        if (opts.signal?.aborted) throw new PinrichError('aborted', 'aborted', { cause: err });
+        throw err;
+      }
+    }
     const signals = [AbortSignal.timeout(policy.timeoutMs)];
     if (opts.signal) signals.push(opts.signal);
     try {

@@ -69,6 +69,35 @@ describe('retry policy', () => {
     expect(Date.now() - start).toBeGreaterThanOrEqual(45);
   });
 
+  it('starts the attempt timeout after beforeAttempt: a long wait for a rate limit does not spend the request timeout', async () => {
+    const waits: number[] = [];
+    const r = await withRetries(
+      { ...policy, maxAttempts: 1, timeoutMs: 10 },
+      async (signal) => (signal.aborted ? 'spent' : 'fresh'),
+      { beforeAttempt: (_signal, attempt) => new Promise<void>((resolve) => (waits.push(attempt), setTimeout(resolve, 60))) },
+    );
+    expect(r.value).toBe('fresh');
+    expect(waits).toEqual([1]);
+  });
+
+  it('beforeAttempt runs before every attempt, and only the caller signal ends its wait', async () => {
+    const waits: number[] = [];
+    let n = 0;
+    await withRetries(
+      policy,
+      async () => {
+        if (++n < 3) throw new PinrichError('model_server_error', '500', { retriable: true });
+        return 'ok';
+      },
+      { beforeAttempt: async (signal, attempt) => void waits.push(attempt + (signal.aborted ? 100 : 0)) },
+    );
+    expect(waits).toEqual([1, 2, 3]);
+    const controller = new AbortController();
+    const pending = withRetries(policy, async () => 'never', { signal: controller.signal, beforeAttempt: (signal) => new Promise((_r, reject) => signal.addEventListener('abort', () => reject(new Error('stopped')))) });
+    controller.abort();
+    await expect(pending).rejects.toMatchObject({ code: 'aborted' });
+  });
+
   it('backs off exponentially with full jitter, capped', () => {
     expect(backoffDelay(1, 100, 1_000, () => 1)).toBe(100);
     expect(backoffDelay(3, 100, 1_000, () => 1)).toBe(400);

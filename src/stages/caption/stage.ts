@@ -9,7 +9,6 @@
  * the retry policy) is not a failure of the pin: it fails the batch, which the worker retries
  * with its offsets held, so an outage delays captions but never changes them.
  */
-import { createHash } from 'node:crypto';
 import type { Caption } from '../../../schemas/caption.js';
 import { LIMITS } from '../../../schemas/common.js';
 import type { OutMessage } from '../../adapters/kafka/client.js';
@@ -19,8 +18,9 @@ import type { RateLimiter } from '../../adapters/redis/rate-limit.js';
 import type { Topics } from '../../config.js';
 import { decodeRecord } from '../../core/decode.js';
 import { cleanText } from '../../core/text.js';
-import { canonicalImageUrl, checkImageUrl, type UrlPolicy } from '../../core/url-policy.js';
-import { describeError, isModelOutage, isPinrichError } from '../../errors.js';
+import { imageKeyOf } from '../../core/image-key.js';
+import { checkImageUrl, type UrlPolicy } from '../../core/url-policy.js';
+import { deadLetterCodeOf, describeError, isModelOutage } from '../../errors.js';
 import type { Clock } from '../../runtime/clock.js';
 import { createLimit } from '../../runtime/limit.js';
 import type { Logger } from '../../runtime/log.js';
@@ -51,8 +51,6 @@ export interface CaptionStats {
 
 type Outcome = { ok: true; result: CaptionResult; cached: boolean } | { ok: false; code: string; reason: string };
 
-export const imageKeyOf = (url: string) => createHash('sha256').update(canonicalImageUrl(url)).digest('hex');
-
 export function createCaptionStage(deps: CaptionStageDeps): Stage & { stats(): CaptionStats } {
   const { captioner, cache, limiter, policy, retry, clock, log } = deps;
   const limit = createLimit(deps.concurrency);
@@ -69,12 +67,16 @@ export function createCaptionStage(deps: CaptionStageDeps): Stage & { stats(): C
       const { value } = await withRetries(
         retry,
         async (attemptSignal) => {
-          // ~85 tokens for a low-detail image plus the prompt: a fair estimate for the token limit.
-          await limiter.acquire(150, attemptSignal);
           stats.modelCalls++;
           return captioner.describe(url, { signal: attemptSignal });
         },
-        { signal, onRetry: (err, attempt, delayMs) => log.debug('caption retry', { attempt, delayMs: Math.round(delayMs), error: describeError(err) }) },
+        {
+          signal,
+          // The shared rate limit is waited for before the attempt's timeout starts (back-pressure).
+          // ~85 tokens for a low-detail image plus the prompt: a fair estimate for the token limit.
+          beforeAttempt: (waitSignal) => limiter.acquire(150, waitSignal),
+          onRetry: (err, attempt, delayMs) => log.debug('caption retry', { attempt, delayMs: Math.round(delayMs), error: describeError(err) }),
+        },
       );
       const text = cleanText(value.text).slice(0, LIMITS.caption);
       if (!text) return { ok: false, code: 'model_answer_unparseable', reason: 'caption is empty after normalisation' };
@@ -82,7 +84,7 @@ export function createCaptionStage(deps: CaptionStageDeps): Stage & { stats(): C
     } catch (err) {
       // An outage (down, 429, timeouts) fails the batch so the worker holds it; see isModelOutage.
       if (signal.aborted || isModelOutage(err)) throw err;
-      const code = isPinrichError(err) ? (err.code === 'model_rate_limited' || err.code === 'model_timeout' || err.code === 'model_server_error' ? 'model_unavailable' : err.code) : 'processing_error';
+      const code = deadLetterCodeOf(err);
       return { ok: false, code, reason: `captioning failed: ${describeError(err)}`.slice(0, 1_000) };
     }
   }
@@ -102,9 +104,10 @@ export function createCaptionStage(deps: CaptionStageDeps): Stage & { stats(): C
         const event = decoded.value;
         if (event.type === 'deleted' || !event.image_url) continue;
         const verdict = checkImageUrl(event.image_url, { ...policy, maxLength: LIMITS.url });
-        const imageKey = createHash('sha256').update(event.image_url).digest('hex');
+        // Keyed by the event's URL whatever the verdict: enrich keys the pin's image the same way.
+        const imageKey = imageKeyOf(event.image_url);
         if (!verdict.ok) jobs.push({ pinId: event.pin_id, imageKey, url: null, verdictReason: verdict.reason });
-        else jobs.push({ pinId: event.pin_id, imageKey: imageKeyOf(verdict.url), url: verdict.url });
+        else jobs.push({ pinId: event.pin_id, imageKey, url: verdict.url });
       }
 
       // One outcome per distinct image: cache first, then the model for the misses.

@@ -21,8 +21,7 @@ import { decodeRecord } from '../../core/decode.js';
 import { buildDocument, pairIdOf, type PinFields } from '../../core/document.js';
 import { loadLanguageDetector, needsDetection } from '../../core/language.js';
 import { cleanText, foldText } from '../../core/text.js';
-import { createHash } from 'node:crypto';
-import { canonicalImageUrl } from '../../core/url-policy.js';
+import { imageKeyOf } from '../../core/image-key.js';
 import { PinrichError } from '../../errors.js';
 import type { Clock } from '../../runtime/clock.js';
 import type { Logger } from '../../runtime/log.js';
@@ -69,14 +68,9 @@ export interface EnrichStats {
   pairs: number;
 }
 
-/** Image key of a URL as the caption stage computes it (sha256 of the canonical URL). */
+/** Image key of the pin's image: the one rule the caption stage keys its caption records by. */
 function imageKey(url: string | undefined): string | null {
-  if (!url) return null;
-  try {
-    return createHash('sha256').update(canonicalImageUrl(url)).digest('hex');
-  } catch {
-    return createHash('sha256').update(url).digest('hex');
-  }
+  return url ? imageKeyOf(url) : null;
 }
 
 export function pinFieldsOf(event: Extract<PinEvent, { type: 'created' | 'updated' }>): PinFields {

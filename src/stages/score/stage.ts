@@ -33,7 +33,7 @@ import { decodeRecord, summariseIssues } from '../../core/decode.js';
 import { parseTeacherAnswer } from '../../core/teacher-answer.js';
 import { buildTeacherCompletionPrompt, buildTeacherPrompt, DEFAULT_PROMPT_LIMITS, type PromptLimits, type TeacherPrompt } from '../../core/teacher-prompt.js';
 import type { DeadLetterCode } from '../../../schemas/dead-letter.js';
-import { describeError, isPinrichError, PinrichError, type ErrorCode } from '../../errors.js';
+import { deadLetterCodeOf, describeError, isPinrichError, PinrichError, type ErrorCode } from '../../errors.js';
 import type { Clock } from '../../runtime/clock.js';
 import { createLimit } from '../../runtime/limit.js';
 import type { Logger } from '../../runtime/log.js';
@@ -170,11 +170,11 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
         ({ value: reply } = await withRetries(
           retry,
           async (attemptSignal) => {
-            await limiter.acquire(estimate, attemptSignal);
             stats.modelCalls++;
             return teacher.score(prompt, { signal: attemptSignal });
           },
-          { signal, onRetry: (err, n, delayMs) => log.debug('teacher retry', { attempt: n, delayMs: Math.round(delayMs), error: describeError(err) }) },
+          // The shared rate limit is back-pressure: waited for before the attempt's timeout starts.
+          { signal, beforeAttempt: (waitSignal) => limiter.acquire(estimate, waitSignal), onRetry: (err, n, delayMs) => log.debug('teacher retry', { attempt: n, delayMs: Math.round(delayMs), error: describeError(err) }) },
         ));
       } catch (err) {
         if (signal.aborted || !isPinrichError(err) || !PAIR_ERRORS.has(err.code)) throw err;
@@ -182,8 +182,7 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
           lastReason = describeError(err);
           continue;
         }
-        const code: DeadLetterCode = err.code === 'model_rejected_request' ? 'model_rejected_request' : 'model_unavailable';
-        return { ok: false, code, reason: `teacher call failed: ${describeError(err)}`.slice(0, 1_000) };
+        return { ok: false, code: deadLetterCodeOf(err), reason: `teacher call failed: ${describeError(err)}`.slice(0, 1_000) };
       }
       if (reply.usage) {
         usage.prompt_tokens += reply.usage.prompt_tokens;
