@@ -11,6 +11,7 @@
  *   tsx bench/enrich.ts [--quick] [--profile]
  */
 import { createRedis } from '../src/adapters/redis/client.js';
+import { redisKeys } from '../src/adapters/redis/keys.js';
 import { benchEnv, benchStack, configOf, createLagProbe, figure, loadBacklog, mb, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
 import { engagementMessage, pinEventMessage } from './data.js';
 
@@ -32,7 +33,7 @@ export async function runEnrich(opts: BenchOptions): Promise<BenchResult> {
   const groupId = `${config.groupPrefix}.enrich`;
   const dirtyEmpty = async () => {
     const pipe = redis.pipeline();
-    for (let p = 0; p < config.topicPartitions; p++) pipe.zcard(`${config.redisKeyPrefix}dirty:${p}`);
+    for (let p = 0; p < config.topicPartitions; p++) pipe.zcard(redisKeys(config.redisKeyPrefix).enrich.dirty(p));
     const res = (await pipe.exec()) ?? [];
     return res.every(([, n]) => Number(n) === 0);
   };

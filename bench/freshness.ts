@@ -12,6 +12,7 @@
  */
 import { Kafka, logLevel } from 'kafkajs';
 import { createRedis } from '../src/adapters/redis/client.js';
+import { redisKeys } from '../src/adapters/redis/keys.js';
 import { benchEnv, benchStack, configOf, createLagProbe, figure, loadBacklog, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
 import { engagementMessage, pinEventMessage } from './data.js';
 
@@ -38,7 +39,7 @@ export async function runFreshness(opts: BenchOptions): Promise<BenchResult> {
     await waitUntil('pins to be enriched', async () => {
       if ((await probe.lag(`${config.groupPrefix}.enrich`, [t.pinEvents])) > 0) return false;
       const pipe = redis.pipeline();
-      for (let p = 0; p < config.topicPartitions; p++) pipe.zcard(`${config.redisKeyPrefix}dirty:${p}`);
+      for (let p = 0; p < config.topicPartitions; p++) pipe.zcard(redisKeys(config.redisKeyPrefix).enrich.dirty(p));
       return ((await pipe.exec()) ?? []).every(([, n]) => Number(n) === 0);
     }, 120_000);
 

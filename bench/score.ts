@@ -14,6 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createRedis } from '../src/adapters/redis/client.js';
+import { redisKeys } from '../src/adapters/redis/keys.js';
 import { buildDocument } from '../src/core/document.js';
 import { benchEnv, benchStack, configOf, createLagProbe, figure, loadBacklog, mb, REPO_ROOT, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult, type Figure } from './lib.js';
 import { pairMessage, pinId } from './data.js';
@@ -66,11 +67,11 @@ async function scoreRun(opts: BenchOptions, latencyMs: number, pairs: number, ov
           },
           config.enrichTopK,
         );
-        pipe.set(`${config.redisKeyPrefix}doc:{${id}}`, JSON.stringify({ ...content, version: 1, updated_at: now }));
+        pipe.set(redisKeys(config.redisKeyPrefix).document(id), JSON.stringify({ ...content, version: 1, updated_at: now }));
       }
       await pipe.exec();
     }
-    await redis.set(`${config.redisKeyPrefix}state:epoch`, JSON.stringify({ source: 'fresh', at: now }));
+    await redis.set(redisKeys(config.redisKeyPrefix).enrich.stateMarker(), JSON.stringify({ source: 'fresh', at: now }));
     await loadBacklog(config, t.pairs, pairs, (k) => pairMessage(k, perPin));
 
     const child = await startWorkerChild('score', env, { profile: opts.profile, profileName: `score-${latencyMs}ms` });

@@ -19,6 +19,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { startApp } from '../app.js';
 import { createTopics } from '../adapters/kafka/admin.js';
 import { dlqTopic, loadConfig, topics as topicNames, type Config } from '../config.js';
+import { redisKeys } from '../adapters/redis/keys.js';
 import { createLogger } from '../runtime/log.js';
 import { startModelServer, type ModelServer } from '../model-server/server.js';
 import { stackEnv, stackUp } from '../stack/index.js';
@@ -117,7 +118,7 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
       const c = app.workers.caption!.stats();
       const e = app.workers.enrich!.stats();
       if (c.records >= sample.pinEvents.length && e.records >= expectedEnrichInputs()) {
-        const dirty = await Promise.all([...Array(config.topicPartitions).keys()].map((p) => app.redis.zcard(`${config.redisKeyPrefix}dirty:${p}`)));
+        const dirty = await Promise.all([...Array(config.topicPartitions).keys()].map((p) => app.redis.zcard(redisKeys(config.redisKeyPrefix).enrich.dirty(p))));
         if (dirty.every((n) => n === 0)) break;
       }
       if (Date.now() > deadline) throw new Error('demo did not finish within 10 minutes');

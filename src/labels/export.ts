@@ -7,11 +7,13 @@
  * label; `label_source` says which rows those are.
  *
  * The dump rows carry no pin text. It is looked up in Redis, in the enriched document the enrich
- * worker keeps per pin (`<prefix>doc:{<pin_id>}`, field pin_text). That is the pin's *current*
+ * worker keeps per pin (the DocumentReader of stages/score/ports.ts; field pin_text). That is the pin's *current*
  * document: when its content hash differs from the label's doc_hash the text is newer than what
  * the teacher saw, which `pin_text_matches_label` records. Without Redis, pin_text is NULL.
  */
 import { createRedisFromConfig, pingRedis, type Redis } from '../adapters/redis/client.js';
+import { createRedisDocumentReader } from '../adapters/redis/documents.js';
+import { redisKeys } from '../adapters/redis/keys.js';
 import type { Config } from '../config.js';
 import type { LabelsDb } from './query.js';
 
@@ -29,8 +31,8 @@ export async function redisPinTexts(
   config: Pick<Config, 'redisUrl' | 'redisTlsCaFile' | 'redisKeyPrefix'>,
   timeoutMs = 3_000,
 ): Promise<PinTextSource | undefined> {
-  const prefix = config.redisKeyPrefix;
   const redis: Redis = createRedisFromConfig(config);
+  const documents = createRedisDocumentReader(redis, redisKeys(config.redisKeyPrefix));
   let timer: NodeJS.Timeout | undefined;
   try {
     await Promise.race([pingRedis(redis), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), timeoutMs)))]);
@@ -45,7 +47,7 @@ export async function redisPinTexts(
       const out = new Map<string, { pinText: string; version: number; contentHash: string }>();
       for (let i = 0; i < pinIds.length; i += 500) {
         const ids = pinIds.slice(i, i + 500);
-        const values = await redis.mget(...ids.map((id) => `${prefix}doc:{${id}}`));
+        const values = await documents.getDocuments(ids);
         values.forEach((v, j) => {
           if (v === null) return;
           try {

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { createRedis } from '../../src/adapters/redis/client.js';
 import { createRedisEnrichStore } from '../../src/adapters/redis/enrich-state.js';
+import { redisKeys } from '../../src/adapters/redis/keys.js';
 import { foldText } from '../../src/core/text.js';
 import { loadConfig } from '../../src/config.js';
 import { createRandom } from '../../src/demo/sample.js';
@@ -55,10 +56,11 @@ describe('enrich worker process', () => {
     await produce(config, t.engagement, engagement);
 
     const redis = createRedis(config.redisUrl);
-    const store = createRedisEnrichStore(redis, config.redisKeyPrefix, 60, false);
+    const store = createRedisEnrichStore(redis, redisKeys(config.redisKeyPrefix), 60, false);
+    const partitions = [...Array(config.topicPartitions).keys()];
     const counted = async () => {
       let n = 0;
-      for (const pin of expected.keys()) n += (await store.counts(pin)).engagements;
+      for (const pin of expected.keys()) n += (await store.counts(pin, partitions)).engagements;
       return n;
     };
     try {
@@ -75,7 +77,7 @@ describe('enrich worker process', () => {
       const child = startWorkerProcess(env);
       try {
         await waitFor('the group to catch up', () => caughtUp(config, `${config.groupPrefix}.enrich`, [t.pinEvents, t.engagement]), 120_000, 500);
-        for (const [pin, want] of expected) expect(await store.counts(pin), pin).toEqual(want);
+        for (const [pin, want] of expected) expect(await store.counts(pin, partitions), pin).toEqual(want);
         // The published documents agree with the state (latest version per pin).
         const total = [...expected.values()].reduce((a, x) => a + x.engagements, 0);
         await waitFor('documents to reflect every event', async () => {

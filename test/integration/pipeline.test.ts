@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type RunningApp } from '../../src/app.js';
 import { createRedis } from '../../src/adapters/redis/client.js';
-import { createRedisEnrichStore } from '../../src/adapters/redis/enrich-state.js';
+import { createRedisDocumentReader } from '../../src/adapters/redis/documents.js';
+import { redisKeys } from '../../src/adapters/redis/keys.js';
 import { dlqTopic, type Config } from '../../src/config.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import { startModelServer, type ModelServer } from '../../src/model-server/server.js';
@@ -245,8 +246,7 @@ describe('enrich worker', () => {
       await produce(config, t.engagement, [{ key: 'd', value: save('late', 'd', 'Whatever') }]);
       await waitFor('the late event to be consumed', async () => app.stats().enrich!.ignoredEngagements === 1);
       const redis = createRedis(config.redisUrl);
-      const store = createRedisEnrichStore(redis, config.redisKeyPrefix, 60, false);
-      expect(await store.getDocument('d')).toBeNull();
+      expect(await createRedisDocumentReader(redis, redisKeys(config.redisKeyPrefix)).getDocument('d')).toBeNull();
       redis.disconnect();
     } finally {
       await app.stop();

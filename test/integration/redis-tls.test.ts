@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { createServer, type Server } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createRedis, createRedisFromConfig } from '../../src/adapters/redis/client.js';
+import { redisKeys } from '../../src/adapters/redis/keys.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { redisPinTexts } from '../../src/labels/export.js';
 import { silentLogger } from '../../src/runtime/log.js';
@@ -70,7 +71,7 @@ describe.skipIf(!inject('stack'))('Redis over TLS with a private CA (PINRICH_RED
     const plain = createRedis(stack().redisUrl);
     try {
       const doc = { pin_text: 'Tarte aux pommes', version: 3, content_hash: 'h1' };
-      await plain.set(`${config.redisKeyPrefix}doc:{pin-tls}`, JSON.stringify(doc));
+      await plain.set(redisKeys(config.redisKeyPrefix).document('pin-tls'), JSON.stringify(doc));
       // Control: the endpoint really demands the private CA (system CAs do not know it).
       expect(await redisPinTexts(configOf(false), 2_000)).toBeUndefined();
       const source = await redisPinTexts(config, 10_000);
@@ -81,7 +82,7 @@ describe.skipIf(!inject('stack'))('Redis over TLS with a private CA (PINRICH_RED
         source!.close();
       }
     } finally {
-      await plain.del(`${config.redisKeyPrefix}doc:{pin-tls}`);
+      await plain.del(redisKeys(config.redisKeyPrefix).document('pin-tls'));
       plain.disconnect();
     }
   });
@@ -94,7 +95,7 @@ describe.skipIf(!inject('stack'))('Redis over TLS with a private CA (PINRICH_RED
     // The state marker the rebuild ends with is in Redis (read back over the plain port).
     const plain = createRedis(stack().redisUrl);
     try {
-      expect(await plain.exists(`${config.redisKeyPrefix}state:epoch`)).toBe(1);
+      expect(await plain.exists(redisKeys(config.redisKeyPrefix).enrich.stateMarker())).toBe(1);
     } finally {
       plain.disconnect();
     }

@@ -11,6 +11,7 @@ import type { Label } from '../../schemas/label.js';
 import type { Pair } from '../../schemas/pair.js';
 import { createKafka, createPublisher, type Publisher } from '../../src/adapters/kafka/client.js';
 import { createRedis, type Redis } from '../../src/adapters/redis/client.js';
+import { redisKeys } from '../../src/adapters/redis/keys.js';
 import { dlqTopic, type Config, type Topics } from '../../src/config.js';
 import { buildDocument, pairIdOf } from '../../src/core/document.js';
 import { PIN_CLOSE, PIN_OPEN, promptHash, QUERY_MARKER, type ChatMessage } from '../../src/core/teacher-prompt.js';
@@ -93,7 +94,7 @@ async function putDoc(config: Config, pinId: string, fields: { title: string; de
     10,
   );
   const doc: EnrichedDocument = { ...content, version: 1, updated_at: new Date().toISOString() };
-  await redis.set(`${config.redisKeyPrefix}doc:{${pinId}}`, JSON.stringify(doc));
+  await redis.set(redisKeys(config.redisKeyPrefix).document(pinId), JSON.stringify(doc));
   return doc;
 }
 

@@ -7,7 +7,7 @@
  * group's committed offsets say those records are done. After Redis comes back empty, carrying
  * on would publish documents built from a fraction of each pin's history. So:
  *
- * - the state carries a marker key (`state:epoch`, see adapters/redis/enrich-state.ts), written
+ * - the state carries a marker key (see adapters/redis/keys.ts), written
  *   when the state is known complete: on a fresh deployment (the enrich group has committed
  *   nothing yet) or at the end of a rebuild;
  * - while the marker is missing the enrich worker applies and publishes nothing and holds its
@@ -16,7 +16,7 @@
  * - `pinrich enrich rebuild` puts the state back from the topics, which hold the full history:
  *   1. snapshot the end offsets of every topic it reads;
  *   2. pins.enriched (compacted: the last document per pin) -> each pin's published version,
- *      content hash and `doc:{pin}` (what the score worker reads), so the worker continues
+ *      content hash and published document (what the score worker reads), so the worker continues
  *      the version sequence and does not re-emit unchanged documents;
  *   3. pins.events, pins.captions, pins.engagement from the beginning through the enrich
  *      stage's own handle() (the same idempotent Lua scripts: stale pin events ignored,
@@ -39,11 +39,13 @@ import { EnrichedDocument } from '../../../schemas/enriched-document.js';
 import { Pair } from '../../../schemas/pair.js';
 import { createKafka } from '../../adapters/kafka/client.js';
 import { createRedisFromConfig, pingRedis } from '../../adapters/redis/client.js';
-import { createRedisEnrichStore, type EnrichStore } from '../../adapters/redis/enrich-state.js';
+import { createRedisEnrichStore } from '../../adapters/redis/enrich-state.js';
+import { redisKeys } from '../../adapters/redis/keys.js';
 import { topics as topicNames, type Config } from '../../config.js';
 import { systemClock } from '../../runtime/clock.js';
 import type { Logger } from '../../runtime/log.js';
 import { inRecordOf, type InRecord } from '../../runtime/stage.js';
+import type { EnrichStateStore } from './ports.js';
 import { createEnrichStage } from './stage.js';
 
 const parseJson = (bytes: Buffer): unknown => {
@@ -73,7 +75,7 @@ async function hasCommittedOffsets(kafka: Kafka, groupId: string, topics: string
  * committed enrich offsets this is a fresh deployment: the (empty) state is complete, and the
  * marker is written. With no marker but committed offsets, Redis has lost the state: 'lost'.
  */
-export async function checkEnrichState(kafka: Kafka, store: EnrichStore, config: Config, log: Logger): Promise<EnrichStateStatus> {
+export async function checkEnrichState(kafka: Kafka, store: Pick<EnrichStateStore, 'stateReady' | 'markStateReady'>, config: Config, log: Logger): Promise<EnrichStateStatus> {
   if (await store.stateReady()) return 'ready';
   const t = topicNames(config);
   if (await hasCommittedOffsets(kafka, `${config.groupPrefix}.enrich`, [t.pinEvents, t.engagement, t.captions])) {
@@ -162,7 +164,7 @@ export async function rebuildEnrichState(config: Config, log: Logger, progress: 
   const redis = createRedisFromConfig(config);
   try {
     await pingRedis(redis);
-    const store = createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, config.enrichMinePairs);
+    const store = createRedisEnrichStore(redis, redisKeys(config.redisKeyPrefix), config.enrichDedupTtlSeconds, config.enrichMinePairs);
     const stage = createEnrichStage({
       store,
       topics: t,
@@ -182,16 +184,17 @@ export async function rebuildEnrichState(config: Config, log: Logger, progress: 
     const group = `${config.groupPrefix}.enrich-rebuild-${randomUUID().slice(0, 8)}`;
     const ctx = { signal: new AbortController().signal, heartbeat: async () => {} };
 
-    // 2. Published documents: version, content hash and doc:{pin}. Records of one pin are in
-    // one partition, read in order, so the last one applied is the current one.
+    // 2. Published documents: version, content hash and the document. Records of one pin are in
+    // one partition (the same as its input partition: co-partitioned), read in order, so the last
+    // one applied is the current one.
     report.documents = await readTopicTo(kafka, `${group}-docs`, t.enriched, snapshot.get(t.enriched)!, async (records) => {
       await Promise.all(
         records.map(async (r) => {
           if (r.key === null) return;
-          if (r.value === null) return store.restorePublished(r.key, 'deleted', 0, null);
+          if (r.value === null) return store.restorePublished(r.partition, r.key, 'deleted', 0, null);
           const doc = EnrichedDocument.safeParse(parseJson(r.value));
           if (!doc.success) return; // not ours to judge here; the topic is written by this worker only
-          await store.restorePublished(r.key, doc.data.content_hash, doc.data.version, r.value.toString('utf8'));
+          await store.restorePublished(r.partition, r.key, doc.data.content_hash, doc.data.version, r.value.toString('utf8'));
         }),
       );
     });
@@ -213,14 +216,18 @@ export async function rebuildEnrichState(config: Config, log: Logger, progress: 
     // 4. Queries already published as pairs are not new.
     if (config.enrichMinePairs) {
       report.pairs = await readTopicTo(kafka, `${group}-pairs`, t.pairs, snapshot.get(t.pairs)!, async (records) => {
-        const byPin = new Map<string, string[]>();
+        // relevance.pairs is keyed by pin id and has the inputs' partition count: a pair's
+        // partition is its pin's partition of the enrich state.
+        const byPin = new Map<string, { partition: number; queries: string[] }>();
         for (const r of records) {
           if (r.value === null) continue;
           const pair = Pair.safeParse(parseJson(r.value));
           if (!pair.success || pair.data.source !== 'search_engagement') continue;
-          byPin.set(pair.data.pin_id, [...(byPin.get(pair.data.pin_id) ?? []), pair.data.query]);
+          const entry = byPin.get(pair.data.pin_id) ?? { partition: r.partition, queries: [] };
+          entry.queries.push(pair.data.query);
+          byPin.set(pair.data.pin_id, entry);
         }
-        await Promise.all([...byPin].map(([pin, queries]) => store.forgetNewQueries(pin, queries)));
+        await Promise.all([...byPin].map(([pin, { partition, queries }]) => store.forgetNewQueries(partition, pin, queries)));
       });
       progress(`rebuild: ${report.pairs} published pairs read`);
     }

@@ -15,7 +15,6 @@ import type { EnrichedDocument } from '../../../schemas/enriched-document.js';
 import type { Pair } from '../../../schemas/pair.js';
 import type { PinEvent } from '../../../schemas/pin-event.js';
 import type { OutMessage } from '../../adapters/kafka/client.js';
-import type { EngagementChange, EnrichStore, PinChange, StoredPin } from '../../adapters/redis/enrich-state.js';
 import type { Topics } from '../../config.js';
 import { decodeRecord } from '../../core/decode.js';
 import { buildDocument, pairIdOf, type PinFields } from '../../core/document.js';
@@ -26,9 +25,10 @@ import { PinrichError } from '../../errors.js';
 import type { Clock } from '../../runtime/clock.js';
 import type { Logger } from '../../runtime/log.js';
 import type { InRecord, Rejection, Stage, StageResult } from '../../runtime/stage.js';
+import type { EngagementChange, EnrichStateStore, FlushCommit, PinChange, Published, StoredPin } from './ports.js';
 
 export interface EnrichStageDeps {
-  store: EnrichStore;
+  store: EnrichStateStore;
   topics: Topics;
   topK: number;
   windowMs: number;
@@ -50,7 +50,7 @@ export interface EnrichStageDeps {
 export function stateMissingError(): PinrichError {
   return new PinrichError(
     'state_unavailable',
-    'enrich state is missing from Redis (state:epoch marker absent: Redis restarted empty or was flushed); holding offsets and publishing nothing until `pinrich enrich rebuild` has run',
+    'enrich state is missing from Redis (state marker absent: Redis restarted empty or was flushed); holding offsets and publishing nothing until `pinrich enrich rebuild` has run',
     { retriable: true },
   );
 }
@@ -170,7 +170,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
   }
 
   /** Build what to publish for one pin; null when there is nothing to publish. */
-  function planFlush(p: StoredPin, nowIso: string): { outputs: OutMessage[]; published: { hash: string; version: number; doc: string | null } | null; queries: string[] } {
+  function planFlush(p: StoredPin, nowIso: string): { outputs: OutMessage[]; published: Published | null; queries: string[] } {
     if (p.deleted) {
       if (p.hash === 'deleted') return { outputs: [], published: null, queries: [] };
       stats.tombstones++;
@@ -184,7 +184,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     if (!p.pin) return { outputs: [], published: null, queries: [] };
     const content = buildDocument(p.pinId, { pin: p.pin, caption: p.caption, boards: p.boards, queries: p.queries, engagementCount: p.engagements }, deps.topK);
     const outputs: OutMessage[] = [];
-    let published: { hash: string; version: number; doc: string | null } | null = null;
+    let published: Published | null = null;
     if (content.content_hash === p.hash) stats.unchanged++;
     else {
       const doc: EnrichedDocument = { ...content, version: p.version + 1, updated_at: nowIso };
@@ -225,7 +225,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     const now = clock.now();
     const nowIso = new Date(now).toISOString();
     const outputs: OutMessage[] = [];
-    const commits: Parameters<EnrichStore['commitFlushes']>[0] = [];
+    const commits: FlushCommit[] = [];
     // Due pins of every partition at once (the same pins as asking partition by partition with
     // what is left of the budget: partitions in order, oldest first), then one read of them all.
     const ordered = [...partitions].sort((a, b) => a - b);
@@ -234,7 +234,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     ordered.forEach((partition, i) => {
       for (const pinId of dueBy[i]!) if (due.length < maxFlush) due.push({ partition, pinId });
     });
-    const pins = await store.readPins(due.map((d) => d.pinId), deps.topK);
+    const pins = await store.readPins(due, deps.topK);
     // The language detector is loaded on first need only (see core/language.ts).
     if (pins.some((p) => !p.deleted && p.pin && needsDetection(p.pin.language))) await loadLanguageDetector();
     pins.forEach((p, i) => {

@@ -25,7 +25,6 @@ import { Label } from '../../../schemas/label.js';
 import type { Pair } from '../../../schemas/pair.js';
 import type { OutMessage } from '../../adapters/kafka/client.js';
 import type { Teacher, TeacherReply } from '../../adapters/openai/teacher.js';
-import type { EnrichStore } from '../../adapters/redis/enrich-state.js';
 import type { CachedLabel, LabelCache, LabelCacheKey } from '../../adapters/redis/label-cache.js';
 import type { RateLimiter } from '../../adapters/redis/rate-limit.js';
 import type { Topics } from '../../config.js';
@@ -39,12 +38,13 @@ import { createLimit } from '../../runtime/limit.js';
 import type { Logger } from '../../runtime/log.js';
 import { sleep, withRetries, type RetryPolicy } from '../../runtime/retry.js';
 import type { InRecord, Rejection, Stage, StageResult } from '../../runtime/stage.js';
+import type { DocumentReader } from './ports.js';
 
 export interface ScoreStageDeps {
   teacher: Teacher;
   cache: LabelCache;
   /** Where the enrich worker keeps each pin's last published document (JSON), or null. */
-  documents: Pick<EnrichStore, 'getDocument'> & Partial<Pick<EnrichStore, 'stateReady'>>;
+  documents: Pick<DocumentReader, 'getDocument'> & Partial<Pick<DocumentReader, 'stateReady'>>;
   limiter: RateLimiter;
   retry: RetryPolicy;
   /** Pins whose pairs are at the teacher at once, across all partitions of this instance. */
@@ -134,7 +134,7 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
       if (raw === null && documents.stateReady && !(await documents.stateReady())) {
         // Redis lost the enrich state: "no document" means nothing then. Hold the batch (the
         // worker retries it, offsets held) rather than dead-letter pairs as doc_not_found.
-        throw new PinrichError('state_unavailable', 'enrich state is missing from Redis (state:epoch marker absent); waiting for `pinrich enrich rebuild` before reading documents', { retriable: true });
+        throw new PinrichError('state_unavailable', 'enrich state is missing from Redis (state marker absent); waiting for `pinrich enrich rebuild` before reading documents', { retriable: true });
       }
       if (raw !== null) {
         let json: unknown;

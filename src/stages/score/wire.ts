@@ -6,7 +6,8 @@
 import { createOpenAiClient } from '../../adapters/openai/client.js';
 import { createCompletionsTeacher, createTeacher } from '../../adapters/openai/teacher.js';
 import type { Redis } from '../../adapters/redis/client.js';
-import { createRedisEnrichStore } from '../../adapters/redis/enrich-state.js';
+import { createRedisDocumentReader } from '../../adapters/redis/documents.js';
+import { redisKeys } from '../../adapters/redis/keys.js';
 import { createRedisLabelCache } from '../../adapters/redis/label-cache.js';
 import { createRateLimiter } from '../../adapters/redis/rate-limit.js';
 import { topics, type Config } from '../../config.js';
@@ -48,9 +49,9 @@ export function createScoreStageFromConfig(
   return createScoreStage({
     teacher,
     cache: createRedisLabelCache(redis, config.redisKeyPrefix, config.scoreCacheTtlSeconds),
-    // Only getDocument (and stateReady) are used; the other two arguments matter to the enrich worker alone.
+    // stateReady only when asked: without it a missing document is dead-lettered after its reads.
     documents: (({ getDocument, stateReady }) => (opts.requireEnrichState ? { getDocument, stateReady } : { getDocument }))(
-      createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, config.enrichMinePairs),
+      createRedisDocumentReader(redis, redisKeys(config.redisKeyPrefix)),
     ),
     limiter: createRateLimiter(redis, `${config.redisKeyPrefix}ratelimit:teacher:${config.teacherModel}`, {
       requestsPerSecond: config.teacherRequestsPerSecond,

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRedis } from '../../../src/adapters/redis/client.js';
+import { redisKeys } from '../../../src/adapters/redis/keys.js';
 import { dlqTopic, loadConfig, topics as topicNames, type Config, type Topics } from '../../../src/config.js';
 import { pairIdOf } from '../../../src/core/document.js';
 import { foldText } from '../../../src/core/text.js';
@@ -214,8 +215,8 @@ export async function committedOffsets(config: Config, groupId: string, topic: s
 async function nothingDirty(config: Config): Promise<boolean> {
   const redis = createRedis(config.redisUrl);
   try {
-    for (let p = 0; p < config.topicPartitions; p++) if ((await redis.zcard(`${config.redisKeyPrefix}dirty:${p}`)) > 0) return false;
-    return (await redis.exists(`${config.redisKeyPrefix}state:epoch`)) === 1;
+    for (let p = 0; p < config.topicPartitions; p++) if ((await redis.zcard(redisKeys(config.redisKeyPrefix).enrich.dirty(p))) > 0) return false;
+    return (await redis.exists(redisKeys(config.redisKeyPrefix).enrich.stateMarker())) === 1;
   } catch {
     return false;
   } finally {

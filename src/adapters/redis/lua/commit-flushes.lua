@@ -1,0 +1,35 @@
+--[[
+commit-flushes: after a flush's documents are published, record them for many pins of ONE
+partition.
+
+Per pin: record the published content hash and version, forget the published new queries, then
+clear the dirty mark unless the pin changed since it was read (its `gen` differs: it stays dirty
+and is flushed again next time). The published document itself (Pdoc:{pin}, read by score and
+`labels export`) lives in the pin's own slot and is written by the caller before this script.
+
+KEYS (one hash slot: the partition tag {pN}):
+  1 the partition's dirty zset; then 2 per pin: pin hash, new-query set
+ARGV:
+  per pin: pin id, gen read before publishing, new content hash ('' = nothing published),
+  new version, Q, then Q published queries
+Returns:
+  per pin, 1 when the dirty mark was cleared, 0 when the pin changed meanwhile.
+]]
+local out = {}
+local a = 1
+for p = 0, (#KEYS - 1) / 2 - 1 do
+  local b = 1 + 2 * p
+  local q = tonumber(ARGV[a + 4])
+  if ARGV[a + 2] ~= '' then
+    redis.call('HSET', KEYS[b + 1], 'hash', ARGV[a + 2], 'ver', ARGV[a + 3])
+  end
+  for i = a + 5, a + 4 + q do redis.call('SREM', KEYS[b + 2], ARGV[i]) end
+  if (redis.call('HGET', KEYS[b + 1], 'gen') or '') == ARGV[a + 1] then
+    redis.call('ZREM', KEYS[1], ARGV[a])
+    out[p + 1] = 1
+  else
+    out[p + 1] = 0
+  end
+  a = a + 5 + q
+end
+return out

@@ -1,0 +1,34 @@
+--[[
+read-pins: many pins' state of ONE partition in one call (the flush reads a tick's due pins).
+
+Per pin: the hash, the top-k board titles and queries, and the new-query set. Top k is by count
+desc, with ties at the cut resolved by text ascending (a plain ZRANGE REV would keep the
+reverse-lexicographic ones), so documents never depend on Redis' tie order.
+
+KEYS (one hash slot: the partition tag {pN}):
+  4 per pin: pin hash, boards zset, queries zset, new-query set
+ARGV:
+  1 k (top-K size)
+Returns:
+  one array per pin, in KEYS order: { HGETALL flat, top boards WITHSCORES, top queries WITHSCORES,
+  SMEMBERS new queries }.
+]]
+local k = tonumber(ARGV[1])
+local function top(key)
+  local t = redis.call('ZRANGE', key, '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, k, 'WITHSCORES')
+  if #t < 2 * k then return t end
+  local kth = t[2 * k]
+  local o = {}
+  for i = 1, #t, 2 do
+    if tonumber(t[i + 1]) > tonumber(kth) then o[#o + 1] = t[i]; o[#o + 1] = t[i + 1] end
+  end
+  local ties = redis.call('ZRANGE', key, kth, kth, 'BYSCORE', 'LIMIT', 0, k - #o / 2, 'WITHSCORES')
+  for i = 1, #ties do o[#o + 1] = ties[i] end
+  return o
+end
+local out = {}
+for p = 0, #KEYS / 4 - 1 do
+  local b = 4 * p
+  out[p + 1] = { redis.call('HGETALL', KEYS[b + 1]), top(KEYS[b + 2]), top(KEYS[b + 3]), redis.call('SMEMBERS', KEYS[b + 4]) }
+end
+return out
