@@ -6,10 +6,13 @@
 import type { z } from 'zod';
 import type { DeadLetterCode } from '../../schemas/dead-letter.js';
 import { CONTRACTS, type ContractName } from '../../schemas/index.js';
+import { wellFormedStrings } from './text.js';
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; code: DeadLetterCode; reason: string };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+/** A JSON escape of a UTF-16 surrogate: the only way a lone one gets into a string decoded from UTF-8. */
+const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 
 /** Decode `bytes` as a record of contract `name`, accepting only the versions the registry knows. */
 export function decodeRecord<N extends ContractName>(
@@ -31,6 +34,9 @@ export function decodeRecord<N extends ContractName>(
   } catch (err) {
     return fail('malformed_json', `value is not JSON: ${(err as Error).message.slice(0, 200)}`);
   }
+  // Lone surrogates become U+FFFD in every field (see core/text.ts); checked on the text first
+  // so records without surrogate escapes (nearly all) pay one regex test, not a tree walk.
+  if (SURROGATE_ESCAPE.test(text)) json = wellFormedStrings(json);
   if (typeof json !== 'object' || json === null || Array.isArray(json)) {
     return fail('schema_violation', 'value must be a JSON object');
   }

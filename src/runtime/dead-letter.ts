@@ -2,6 +2,7 @@
 import type { DeadLetter } from '../../schemas/dead-letter.js';
 import type { OutMessage } from '../adapters/kafka/client.js';
 import { dlqTopic } from '../config.js';
+import { clipText, wellFormed } from '../core/text.js';
 import type { Rejection, StageName } from './stage.js';
 
 export function deadLetterMessage(stage: StageName, r: Rejection, now: Date): OutMessage {
@@ -11,7 +12,8 @@ export function deadLetterMessage(stage: StageName, r: Rejection, now: Date): Ou
     source: { topic: r.record.topic, partition: r.record.partition, offset: r.record.offset },
     stage,
     error_code: r.code,
-    reason: r.reason.slice(0, 2_000),
+    // Reasons may quote input or model text: well-formed, so strict JSON readers accept the record.
+    reason: wellFormed(clipText(r.reason, 2_000)),
     raw_key: r.record.key,
     raw_value_base64: r.record.value === null ? null : r.record.value.toString('base64'),
     failed_at: now.toISOString(),

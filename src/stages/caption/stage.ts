@@ -17,7 +17,7 @@ import type { CaptionCache } from '../../adapters/redis/caption-cache.js';
 import type { RateLimiter } from '../../adapters/redis/rate-limit.js';
 import type { Topics } from '../../config.js';
 import { decodeRecord } from '../../core/decode.js';
-import { cleanText } from '../../core/text.js';
+import { cleanText, clipText, wellFormed } from '../../core/text.js';
 import { imageKeyOf } from '../../core/image-key.js';
 import { checkImageUrl, type UrlPolicy } from '../../core/url-policy.js';
 import { deadLetterCodeOf, describeError, isModelOutage } from '../../errors.js';
@@ -78,14 +78,14 @@ export function createCaptionStage(deps: CaptionStageDeps): Stage & { stats(): C
           onRetry: (err, attempt, delayMs) => log.debug('caption retry', { attempt, delayMs: Math.round(delayMs), error: describeError(err) }),
         },
       );
-      const text = cleanText(value.text).slice(0, LIMITS.caption);
+      const text = clipText(cleanText(value.text), LIMITS.caption);
       if (!text) return { ok: false, code: 'model_answer_unparseable', reason: 'caption is empty after normalisation' };
       return { ok: true, result: { ...value, text }, cached: false };
     } catch (err) {
       // An outage (down, 429, timeouts) fails the batch so the worker holds it; see isModelOutage.
       if (signal.aborted || isModelOutage(err)) throw err;
       const code = deadLetterCodeOf(err);
-      return { ok: false, code, reason: `captioning failed: ${describeError(err)}`.slice(0, 1_000) };
+      return { ok: false, code, reason: wellFormed(clipText(`captioning failed: ${describeError(err)}`, 1_000)) };
     }
   }
 
