@@ -4,7 +4,7 @@
  *
  *   npm run bench                    full sizes (1,000,000-event enrich backlog; ~10-15 min)
  *   npm run bench -- --quick         smoke sizes (~2 min)
- *   npm run bench -- --only enrich,dump   some of: kafka-tools, enrich, score, dump, freshness, clients
+ *   npm run bench -- --only enrich,dump   some of: kafka-tools, enrich, streams, score, dump, freshness, clients
  *   npm run bench -- --profile       CPU-profile the measured workers (top self-time functions)
  *
  * Each sub-benchmark also runs alone: `npx tsx bench/<name>.ts [--quick] [--profile]`.
@@ -18,10 +18,12 @@ import { runFreshness } from './freshness.js';
 import { runKafkaTools } from './kafka-tools.js';
 import { figure, machine, parseFlags, RESULTS_DIR, round, type BenchOptions, type BenchResult, type Figure } from './lib.js';
 import { runScore } from './score.js';
+import { runStreams } from './streams.js';
 
 const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult>> = {
   'kafka-tools': runKafkaTools,
   enrich: runEnrich,
+  streams: runStreams,
   score: runScore,
   dump: runDump,
   freshness: runFreshness,
@@ -47,6 +49,12 @@ function markdown(results: BenchResult[], meta: Record<string, unknown>): string
       lines.push(`| ${f.name} | ${f.value.toLocaleString('en')} ${f.unit} | ${target} | ${met} | \`${f.command.replace(/\|/g, '\\|')}\` | ${settings} |`);
     }
   }
+  // Whatever else each benchmark returned (its run details), so no field it reports is lost.
+  const detailed = results.filter((r) => r.details && Object.keys(r.details).length);
+  if (detailed.length) {
+    lines.push('', '## Details', '');
+    for (const r of detailed) lines.push(`- **${r.bench}**: \`${JSON.stringify(r.details).replace(/\|/g, '\\|')}\``);
+  }
   const profiled = results.filter((r) => r.profile?.length);
   if (profiled.length) {
     lines.push('', '## CPU profiles of the measured workers (top self time)', '');
@@ -59,21 +67,40 @@ function markdown(results: BenchResult[], meta: Record<string, unknown>): string
   return lines.join('\n') + '\n';
 }
 
-/** Figures computed across sub-benchmarks (ratios to Kafka's own tools). */
-function derived(results: BenchResult[]): Figure[] {
+/**
+ * Figures computed across sub-benchmarks of the same run: enrich and the Kafka Streams peer
+ * against Kafka's own consumer tool, and enrich against the peer (issue 8: enrich >= 0.5x the
+ * peer's exactly-once figure). A ratio is left out when either of its figures is missing.
+ */
+function derived(results: BenchResult[], ranNow: readonly string[]): Figure[] {
   const find = (name: string) => results.flatMap((r) => r.figures).find((f) => f.name === name);
+  const benchOf = (f: Figure) => results.find((r) => r.figures.includes(f))?.bench ?? '';
   const consumerTool = find('Kafka ConsumerPerformance (fetch rate)');
   const enrich = find('enrich throughput');
-  if (!consumerTool || !enrich) return [];
-  return [
-    figure({
-      name: 'enrich / Kafka ConsumerPerformance',
-      value: round(enrich.value / consumerTool.value, 3),
-      unit: 'x',
-      command: 'ratio of the two figures above, same run',
-      settings: { enrich: enrich.value, consumerTool: consumerTool.value },
-    }),
-  ];
+  const eos = find('Kafka Streams exactly_once_v2 throughput');
+  const alos = find('Kafka Streams at_least_once throughput');
+  const out: Figure[] = [];
+  const ratio = (a: Figure | undefined, b: Figure | undefined, name: string, target?: { op: '>=' | '<='; value: number }) => {
+    if (!a || !b || !b.value) return;
+    out.push(
+      figure({
+        name,
+        value: round(a.value / b.value, 3),
+        unit: 'x',
+        command: 'ratio of the two figures named in settings',
+        settings: { [a.name]: a.value, [b.name]: b.value },
+        ...(target ? { target } : {}),
+        // A partial run (--only) keeps the other benchmarks' last figures: say so when a ratio mixes runs.
+        ...(ranNow.includes(benchOf(a)) === ranNow.includes(benchOf(b)) ? {} : { note: 'the two figures come from different runs (--only)' }),
+      }),
+    );
+  };
+  ratio(enrich, consumerTool, 'enrich / Kafka ConsumerPerformance');
+  ratio(eos, consumerTool, 'Kafka Streams exactly_once_v2 / Kafka ConsumerPerformance');
+  ratio(alos, consumerTool, 'Kafka Streams at_least_once / Kafka ConsumerPerformance');
+  ratio(enrich, eos, 'enrich / Kafka Streams exactly_once_v2', { op: '>=', value: 0.5 });
+  ratio(enrich, alos, 'enrich / Kafka Streams at_least_once');
+  return out;
 }
 
 async function main(): Promise<void> {
@@ -106,7 +133,7 @@ async function main(): Promise<void> {
     results.unshift(...kept);
     results.sort((a, b) => Object.keys(BENCHES).indexOf(a.bench) - Object.keys(BENCHES).indexOf(b.bench));
   }
-  const extra = derived(results);
+  const extra = derived(results, names);
   if (extra.length) results.push({ bench: 'ratios', figures: extra });
   const meta = {
     startedAt: new Date(started).toISOString(),

@@ -1,10 +1,21 @@
 /**
- * Smoke test of the benchmark suite: the quick variant of one cheap sub-benchmark (dump) runs on
- * the local stack and reports its figures with commands and settings. No timing assertions:
- * the figures depend on the machine; `npm run bench` is where they are read.
+ * Smoke tests of the benchmark suite. No timing assertions: the figures depend on the machine;
+ * `npm run bench` is where they are read.
+ *
+ * - dump, --quick: the sub-benchmark runs on the local stack and reports its figures with
+ *   commands and settings;
+ * - the Kafka Streams peer (bench/streams/) on a tiny input: its output topic holds, for every
+ *   pin, the document a recount of the input gives (duplicates dropped, counts, top K with ties
+ *   by text) — the peer does the same work as enrich, so its figure is a fair comparison.
  */
+import { Kafka, logLevel } from 'kafkajs';
 import { describe, expect, inject, it } from 'vitest';
 import { runDump } from '../../bench/dump.js';
+import { engagementMessage, pinEventMessage, pinId } from '../../bench/data.js';
+import { benchEnv, configOf, loadBacklog, setupTopics } from '../../bench/lib.js';
+import { runStreamsPeer } from '../../bench/streams.js';
+import { topK } from '../../src/core/document.js';
+import { foldText } from '../../src/core/text.js';
 
 describe.skipIf(!inject('stack'))('bench smoke (dump, --quick)', () => {
   it('produces a result with figures, commands, settings and targets', async () => {
@@ -22,4 +33,109 @@ describe.skipIf(!inject('stack'))('bench smoke (dump, --quick)', () => {
     // Every label of the backlog went through the worker and into sealed objects.
     expect(r.details).toMatchObject({ stats: { rows: 50_000, sealed: 4, rejected: 0 } });
   });
+});
+
+type Counted = Array<{ text: string; count: number }>;
+interface Doc {
+  pin_id: string;
+  version: number;
+  title: string;
+  board_titles: Counted;
+  engaged_queries: Counted;
+  engagement_count: number;
+  content_hash: string;
+}
+
+describe.skipIf(!inject('stack'))('bench smoke: the Kafka Streams peer does enrich\'s work', () => {
+  it('publishes, per pin, the deduplicated counts and top K that a recount of the input gives', async () => {
+    const PINS = 60;
+    const EVENTS = 2_000;
+    const DUPLICATES = 150;
+    const env = benchEnv(inject('stack'));
+    const config = configOf(env);
+    const t = await setupTopics(config);
+    const runId = config.redisKeyPrefix.replace(/\W/g, '');
+    await loadBacklog(config, t.pinEvents, PINS, pinEventMessage);
+    await loadBacklog(config, t.engagement, EVENTS, (i) => engagementMessage(i, PINS, runId));
+    // Redeliveries: the same events (same event_id) a second time.
+    const redelivered = (i: number) => (i * 13) % EVENTS;
+    await loadBacklog(config, t.engagement, DUPLICATES, (i) => engagementMessage(redelivered(i), PINS, runId));
+
+    const outputTopic = `${config.topicPrefix}streams-smoke.enriched`;
+    const r = await runStreamsPeer({
+      config,
+      pinsTopic: t.pinEvents,
+      engagementTopic: t.engagement,
+      outputTopic,
+      applicationId: `${config.groupPrefix}.streams-smoke`,
+      guarantee: 'exactly_once_v2',
+      expectedRecords: PINS + EVENTS + DUPLICATES,
+      threads: 1,
+      commitIntervalMs: 200,
+      topK: 3,
+      timeoutMs: 150_000,
+      log: () => {},
+    });
+    expect(r.final).toMatchObject({ processed: PINS + EVENTS + DUPLICATES, duplicates: DUPLICATES, malformed: 0 });
+    expect(r.seconds).toBeGreaterThan(0);
+    expect(r.peakRss).toBeGreaterThan(0);
+
+    // The recount, with pinrich's own normalisation and top-K rule.
+    const seen = new Set<string>();
+    const want = new Map<string, { boards: Map<string, number>; queries: Map<string, number>; n: number }>();
+    for (let i = 0; i < EVENTS + DUPLICATES; i++) {
+      const m = engagementMessage(i < EVENTS ? i : redelivered(i - EVENTS), PINS, runId);
+      const e = JSON.parse(String(m.value)) as { event_id: string; pin_id: string; type: string; board_title?: string; query?: string };
+      if (seen.has(e.event_id)) continue;
+      seen.add(e.event_id);
+      const s = want.get(e.pin_id) ?? { boards: new Map(), queries: new Map(), n: 0 };
+      want.set(e.pin_id, s);
+      const [map, text] = e.type === 'save' ? [s.boards, e.board_title!] : [s.queries, e.query!];
+      map.set(foldText(text), (map.get(foldText(text)) ?? 0) + 1);
+      s.n++;
+    }
+    const top = (m: Map<string, number> | undefined) => topK([...(m ?? [])].map(([text, count]) => ({ text, count })), 3);
+
+    // Everything the peer committed to its output topic, in order per pin.
+    const docs = new Map<string, Doc[]>();
+    const kafka = new Kafka({ clientId: 'bench-smoke', brokers: [...config.kafkaBrokers], logLevel: logLevel.NOTHING });
+    const consumer = kafka.consumer({ groupId: `${config.groupPrefix}.smoke-reader`, readUncommitted: false });
+    await consumer.connect();
+    try {
+      await consumer.subscribe({ topic: outputTopic, fromBeginning: true });
+      let received = 0;
+      let wrongKeys = 0;
+      const all = new Promise<void>((resolve) => {
+        void consumer.run({
+          eachMessage: async ({ message }) => {
+            const d = JSON.parse(String(message.value)) as Doc;
+            if (String(message.key) !== d.pin_id) wrongKeys++;
+            docs.set(d.pin_id, [...(docs.get(d.pin_id) ?? []), d]);
+            if (++received === r.final.documents) resolve();
+          },
+        });
+      });
+      await Promise.race([all, new Promise((_, reject) => setTimeout(() => reject(new Error(`read ${received} of ${r.final.documents} documents`)), 60_000))]);
+      expect(wrongKeys).toBe(0);
+    } finally {
+      await consumer.disconnect();
+    }
+
+    expect(docs.size).toBe(PINS);
+    let tiesSeen = 0;
+    for (let p = 0; p < PINS; p++) {
+      const id = pinId(p);
+      const versions = docs.get(id)!;
+      // Versions 1, 2, 3, ... and a new version only when the content changed.
+      expect(versions.map((d) => d.version)).toEqual(versions.map((_, i) => i + 1));
+      for (let i = 1; i < versions.length; i++) expect(versions[i]!.content_hash).not.toBe(versions[i - 1]!.content_hash);
+      const last = versions[versions.length - 1]!;
+      const s = want.get(id);
+      expect(last.title).toBe(JSON.parse(String(pinEventMessage(p).value)).title);
+      expect({ n: last.engagement_count, boards: last.board_titles, queries: last.engaged_queries }).toEqual({ n: s?.n ?? 0, boards: top(s?.boards), queries: top(s?.queries) });
+      for (const list of [last.board_titles, last.engaged_queries]) for (let i = 1; i < list.length; i++) if (list[i]!.count === list[i - 1]!.count) tiesSeen++;
+    }
+    // The input is dense enough that equal counts occur: the tie rule was exercised.
+    expect(tiesSeen).toBeGreaterThan(0);
+  }, 240_000);
 });
