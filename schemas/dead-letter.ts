@@ -3,6 +3,8 @@
  * is lost and a fixed consumer can replay it, plus where it came from and why it failed.
  */
 import { z } from 'zod';
+// The worker names come from the worker registry: a new worker is a new `stage` value.
+import { WORKER_NAMES } from '../src/workers.js';
 import { header, Timestamp } from './common.js';
 
 export const DEAD_LETTER = 'dead_letter';
@@ -34,7 +36,7 @@ export const DeadLetter = z.object({
     partition: z.number().int().nonnegative(),
     offset: z.string(),
   }),
-  stage: z.enum(['caption', 'enrich', 'score', 'dump']),
+  stage: z.enum(WORKER_NAMES),
   error_code: DeadLetterCode,
   reason: z.string().max(2_000),
   raw_key: z.string().nullable(),

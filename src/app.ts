@@ -8,32 +8,23 @@ import { createKafka, createPublisher, type Publisher } from './adapters/kafka/c
 import { untilKafkaAnswers } from './adapters/kafka/transient.js';
 import { createRedisFromConfig, pingRedis, type Redis } from './adapters/redis/client.js';
 import { createRedisEnrichStore } from './adapters/redis/enrich-state.js';
-import { secretValues, topics as topicNames, type Config } from './config.js';
-import { PinrichError } from './errors.js';
+import { secretValues, type Config } from './config.js';
 import { systemClock, type Clock } from './runtime/clock.js';
 import type { Logger } from './runtime/log.js';
 import { createPipelineMetrics, registerProcessMetrics, type PipelineMetrics, type Sample } from './runtime/metrics.js';
 import { startOpsServer, type OpsServer } from './runtime/ops-server.js';
 import { createRedactor, redactingPublisher } from './runtime/redact.js';
 import { startWorker, type Worker, type WorkerOptions } from './runtime/worker.js';
-import type { createCaptionStage, CaptionStats } from './stages/caption/stage.js';
 import { checkEnrichState } from './stages/enrich/rebuild.js';
-import { createEnrichStage, type EnrichStats } from './stages/enrich/stage.js';
-import type { ScoreStats } from './stages/score/stage.js';
-import type { DumpStats } from './stages/dump/stage.js';
-// Each worker's own wiring (and its heavy dependencies: openai, DuckDB, the AWS SDK) is imported
-// only when that worker runs in this process: an enrich-only process never loads them (RSS).
-import type { createDumpStageFromConfig } from './stages/dump/wire.js';
-import type { createScoreStageFromConfig } from './stages/score/wire.js';
+import { subscriptionOf, WORKER_NAMES, WORKERS, type WorkerName, type WorkerStats } from './workers.js';
 
-export type WorkerName = 'caption' | 'enrich' | 'score' | 'dump';
-export const WORKER_NAMES: readonly WorkerName[] = ['caption', 'enrich', 'score', 'dump'];
+export { WORKER_NAMES, type WorkerName } from './workers.js';
 
 export interface RunningApp {
   kafka: Kafka;
   redis: Redis;
   workers: Partial<Record<WorkerName, Worker>>;
-  stats(): { caption?: CaptionStats; enrich?: EnrichStats; score?: ScoreStats; dump?: DumpStats };
+  stats(): { [N in WorkerName]?: WorkerStats[N] };
   /** This process's Prometheus instruments (served on /metrics when `serveOps`). */
   metrics: PipelineMetrics;
   /** The /metrics, /healthz, /readyz endpoint, when `serveOps` and PINRICH_METRICS_PORT is not 0. */
@@ -54,15 +45,20 @@ export interface StartOptions {
   serveOps?: boolean;
 }
 
+/**
+ * Start the workers `which` (each from its entry in the registry, src/workers.ts, in registry
+ * order) on one Kafka client, one publisher and one Redis connection.
+ */
 export async function startApp(config: Config, which: readonly WorkerName[], log: Logger, opts: StartOptions = {}): Promise<RunningApp> {
   const clock = opts.clock ?? systemClock;
-  const t = topicNames(config);
   const kafka = createKafka(config, log);
   const redis = createRedisFromConfig(config);
-  const started: Array<{ worker: Worker }> = [];
+  const started: Worker[] = [];
   const metrics = createPipelineMetrics();
   registerProcessMetrics(metrics.registry);
   const workers: RunningApp['workers'] = {};
+  const stages: { [N in WorkerName]?: { stats(): WorkerStats[N] } } = {};
+  const selected = WORKER_NAMES.filter((name) => which.includes(name));
   let publisher: Publisher | undefined;
   let ops: OpsServer | undefined;
   let draining = false;
@@ -83,135 +79,36 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
     await pingRedis(redis);
     // Secrets never reach a topic, even when a model server echoes an API key into an error.
     publisher = redactingPublisher(await createPublisher(kafka, { log, timeoutMs: config.kafkaWaitMs }), createRedactor(secretValues(config)));
-    let captionStage: ReturnType<typeof createCaptionStage> | undefined;
-    let enrichStage: ReturnType<typeof createEnrichStage> | undefined;
-    let scoreStage: ReturnType<typeof createScoreStageFromConfig> | undefined;
-    let dumpStage: Awaited<ReturnType<typeof createDumpStageFromConfig>> | undefined;
-
-    if (which.includes('caption')) {
-      if (!config.vlmBaseUrl) throw new PinrichError('config_invalid', 'PINRICH_VLM_BASE_URL is required to run the caption worker');
-      const [{ createCaptioner }, { createOpenAiClient }, { createRedisCaptionCache }, { createRateLimiter }, { instrumentCaptioner }, { retryPolicyOf }, { createCaptionStage }] = await Promise.all([
-        import('./adapters/openai/captioner.js'),
-        import('./adapters/openai/client.js'),
-        import('./adapters/redis/caption-cache.js'),
-        import('./adapters/redis/rate-limit.js'),
-        import('./runtime/instrument.js'),
-        import('./runtime/retry.js'),
-        import('./stages/caption/stage.js'),
-      ]);
-      const client = createOpenAiClient({ baseURL: config.vlmBaseUrl, apiKey: config.vlmApiKey });
-      const captioner = instrumentCaptioner(createCaptioner(client, config.vlmModel, config.vlmMaxTokens), metrics);
-      captionStage = createCaptionStage({
-        captioner,
-        cache: createRedisCaptionCache(redis, config.redisKeyPrefix, captioner.model, captioner.promptVersion),
-        limiter: createRateLimiter(redis, `${config.redisKeyPrefix}ratelimit:vlm:${config.vlmModel}`, {
-          requestsPerSecond: config.vlmRequestsPerSecond,
-          tokensPerMinute: config.vlmTokensPerMinute,
-        }),
-        policy: { allowedSchemes: config.imageAllowedSchemes, allowedHosts: config.imageAllowedHosts, maxLength: 2048 },
-        retry: retryPolicyOf(config),
-        concurrency: config.vlmConcurrency,
-        maxRecordBytes: config.maxRecordBytes,
-        topics: t,
-        clock,
-        log: log.child({ worker: 'caption' }),
-      });
-      workers.caption = await startWorker({
+    let enrichStateChecked = false;
+    for (const name of selected) {
+      const def = WORKERS[name];
+      if (def.usesEnrichState && !enrichStateChecked) {
+        // Writes the state marker on a fresh deployment; logs loudly when Redis lost the state.
+        const store = createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, config.enrichMinePairs);
+        await untilKafkaAnswers('enrich state check', () => checkEnrichState(kafka, store, config, log), { log, timeoutMs: config.kafkaWaitMs });
+        enrichStateChecked = true;
+      }
+      const stage = await def.wire({ config, kafka, redis, log, clock, metrics });
+      (stages as Record<WorkerName, { stats(): unknown }>)[name] = stage;
+      const worker = await startWorker({
+        ...subscriptionOf(name, config, { tickMs: opts.tickMs }),
         kafka,
-        groupId: `${config.groupPrefix}.caption`,
-        topics: [t.pinEvents],
-        stage: captionStage,
+        stage,
         publisher,
-        log: log.child({ worker: 'caption' }),
-        clock,
-        sessionTimeoutMs: config.kafkaSessionTimeoutMs,
-        kafkaWaitMs: config.kafkaWaitMs,
-        partitionsConsumedConcurrently: 4,
-        maxBatchRecords: 200,
-        onBatch: opts.onBatch,
-        metrics,
-      });
-      started.push({ worker: workers.caption });
-    }
-
-    if (which.includes('enrich') || which.includes('score')) {
-      // Writes the state marker on a fresh deployment; logs loudly when Redis lost the state.
-      const store = createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, config.enrichMinePairs);
-      await untilKafkaAnswers('enrich state check', () => checkEnrichState(kafka, store, config, log), { log, timeoutMs: config.kafkaWaitMs });
-    }
-
-    if (which.includes('enrich')) {
-      enrichStage = createEnrichStage({
-        requireState: true,
-        store: createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, config.enrichMinePairs),
-        topics: t,
-        topK: config.enrichTopK,
-        windowMs: config.enrichWindowMs,
-        minePairs: config.enrichMinePairs,
-        maxRecordBytes: config.maxRecordBytes,
-        clock,
-        log: log.child({ worker: 'enrich' }),
-      });
-      workers.enrich = await startWorker({
-        kafka,
-        groupId: `${config.groupPrefix}.enrich`,
-        topics: [t.pinEvents, t.engagement, t.captions],
-        stage: enrichStage,
-        publisher,
-        log: log.child({ worker: 'enrich' }),
-        clock,
-        sessionTimeoutMs: config.kafkaSessionTimeoutMs,
-        kafkaWaitMs: config.kafkaWaitMs,
-        partitionsConsumedConcurrently: 2,
-        maxBatchRecords: 2_000,
-        tickMs: opts.tickMs ?? 100,
-        onBatch: opts.onBatch,
-        metrics,
-      });
-      started.push({ worker: workers.enrich });
-    }
-
-    if (which.includes('score')) {
-      const { createScoreStageFromConfig, SCORE_WORKER_DEFAULTS } = await import('./stages/score/wire.js');
-      scoreStage = createScoreStageFromConfig(config, redis, log, clock, metrics, { requireEnrichState: true });
-      workers.score = await startWorker({
-        kafka,
-        groupId: `${config.groupPrefix}.score`,
-        topics: [t.pairs],
-        stage: scoreStage,
-        publisher,
-        log: log.child({ worker: 'score' }),
-        clock,
-        sessionTimeoutMs: config.kafkaSessionTimeoutMs,
-        kafkaWaitMs: config.kafkaWaitMs,
-        ...SCORE_WORKER_DEFAULTS,
-        onBatch: opts.onBatch,
-        metrics,
-      });
-      started.push({ worker: workers.score });
-    }
-
-    if (which.includes('dump')) {
-      const { createDumpStageFromConfig, dumpWorkerOptions } = await import('./stages/dump/wire.js');
-      dumpStage = await createDumpStageFromConfig(config, log.child({ worker: 'dump' }), clock);
-      workers.dump = await startWorker({
-        ...dumpWorkerOptions(config),
-        kafka,
-        stage: dumpStage,
-        publisher,
-        log: log.child({ worker: 'dump' }),
+        log: log.child({ worker: name }),
         clock,
         sessionTimeoutMs: config.kafkaSessionTimeoutMs,
         kafkaWaitMs: config.kafkaWaitMs,
         onBatch: opts.onBatch,
         metrics,
       });
-      started.push({ worker: workers.dump });
+      workers[name] = worker;
+      started.push(worker);
     }
 
     let stopping: Promise<void> | undefined;
     const pub = publisher;
-    const stats = () => ({ caption: captionStage?.stats(), enrich: enrichStage?.stats(), score: scoreStage?.stats(), dump: dumpStage?.stats() });
+    const stats = () => Object.fromEntries(selected.map((name) => [name, stages[name]?.stats()])) as ReturnType<RunningApp['stats']>;
     registerStageCollectors(metrics, stats);
     return {
       kafka,
@@ -223,7 +120,7 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
       stop() {
         stopping ??= (async () => {
           draining = true;
-          await Promise.all(started.map((s) => s.worker.stop()));
+          await Promise.all(started.map((w) => w.stop()));
           await pub.close();
           redis.disconnect();
           await ops?.close();
@@ -232,7 +129,7 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
       },
     };
   } catch (err) {
-    await Promise.allSettled(started.map((s) => s.worker.stop()));
+    await Promise.allSettled(started.map((w) => w.stop()));
     await publisher?.close().catch(() => {});
     redis.disconnect();
     await ops?.close();

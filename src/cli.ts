@@ -13,13 +13,14 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createTopics } from './adapters/kafka/admin.js';
 import { createKafka } from './adapters/kafka/client.js';
-import { startApp, WORKER_NAMES, type WorkerName } from './app.js';
+import { startApp } from './app.js';
 import { ConfigError, configTable, loadConfig, redactConfig, secretValues, type Config } from './config.js';
 import { describeError } from './errors.js';
 import { createLogger } from './runtime/log.js';
 import { rebuildEnrichState } from './stages/enrich/rebuild.js';
 import { createRedactor, type Redactor } from './runtime/redact.js';
 import { stackDown, stackStatus, stackUp } from './stack/index.js';
+import { WORKER_NAMES, type WorkerName } from './workers.js';
 
 const USAGE = `usage: pinrich <command>
   stack up|down|status              local Kafka (KRaft), Redis and S3 (s3rver), no Docker

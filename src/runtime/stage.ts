@@ -6,8 +6,10 @@
 import type { KafkaMessage } from 'kafkajs';
 import type { DeadLetterCode } from '../../schemas/dead-letter.js';
 import type { OutMessage } from '../adapters/kafka/client.js';
+import type { WorkerName } from '../workers.js';
 
-export type StageName = 'caption' | 'enrich' | 'score' | 'dump';
+/** A stage is named after its worker (src/workers.ts). */
+export type StageName = WorkerName;
 
 /** A consumed record, exactly as it came off the topic. */
 export interface InRecord {

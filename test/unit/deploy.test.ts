@@ -9,9 +9,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { registerStageCollectors, WORKER_NAMES } from '../../src/app.js';
+import { registerStageCollectors } from '../../src/app.js';
 import { loadConfig, OPTIONS, topics } from '../../src/config.js';
 import { createPipelineMetrics, registerProcessMetrics } from '../../src/runtime/metrics.js';
+import { groupIdOf, WORKER_NAMES, WORKERS, type WorkerName } from '../../src/workers.js';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -53,10 +54,10 @@ function checkCommand(args: unknown, where: string) {
   if (subs) expect(subs, `${where}: "${cmd} ${sub}"`).toContain(sub);
 }
 
-/** Input topics per worker, as app.ts subscribes them. */
-function inputTopics(worker: string): string[] {
-  const t = topics(podConfig);
-  return { caption: [t.pinEvents], enrich: [t.pinEvents, t.engagement, t.captions], score: [t.pairs], dump: [t.labels] }[worker]!;
+/** Input topics per worker, from the worker registry (what app.ts subscribes). */
+function inputTopics(worker: string): readonly string[] {
+  expect(WORKER_NAMES, `${worker} is not a worker`).toContain(worker);
+  return WORKERS[worker as WorkerName].inputs(topics(podConfig));
 }
 
 describe('deploy/', () => {
@@ -131,7 +132,7 @@ describe('deploy/', () => {
       const [trigger] = s.spec.triggers;
       expect(trigger.type).toBe('kafka');
       expect(auth.has(trigger.authenticationRef.name)).toBe(true);
-      expect(trigger.metadata.consumerGroup).toBe(`${podConfig.groupPrefix}.${worker}`);
+      expect(trigger.metadata.consumerGroup).toBe(groupIdOf(podConfig, worker));
       expect(trigger.metadata.bootstrapServers.split(',')).toEqual([...podConfig.kafkaBrokers]);
       if (trigger.metadata.topic !== undefined) expect(inputTopics(worker)).toEqual([trigger.metadata.topic]);
       else expect(inputTopics(worker).length).toBeGreaterThan(1); // all of the group's topics

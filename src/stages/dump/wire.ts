@@ -1,15 +1,16 @@
 /**
  * Builds the dump stage from the config with real clients (S3, an in-memory DuckDB), and the
- * worker options it is meant to run with. The composition root (app.ts) starts it with
+ * worker options it is meant to run with (src/workers.ts). Tests start it with
  * `startWorker({ ...dumpWorkerOptions(config), kafka, stage, publisher, log, clock })`.
  */
 import { createS3 } from '../../adapters/s3/client.js';
-import { topics, type Config } from '../../config.js';
+import type { Config } from '../../config.js';
 import type { Clock } from '../../runtime/clock.js';
 import type { Logger } from '../../runtime/log.js';
 import type { Stage } from '../../runtime/stage.js';
 import { createParquetWriter } from './parquet.js';
 import { createDumpStage, type DumpStats } from './stage.js';
+import { subscriptionOf } from '../../workers.js';
 
 export async function createDumpStageFromConfig(config: Config, log: Logger, clock: Clock): Promise<Stage & { stats(): DumpStats }> {
   return createDumpStage({
@@ -24,13 +25,7 @@ export async function createDumpStageFromConfig(config: Config, log: Logger, clo
   });
 }
 
-/** Consumer settings for the dump worker: group, topic, and a tick often enough for the age flush. */
+/** Consumer settings for the dump worker (group, topic, tick, batch size), from the worker registry. */
 export function dumpWorkerOptions(config: Config) {
-  return {
-    groupId: `${config.groupPrefix}.dump`,
-    topics: [topics(config).labels],
-    tickMs: Math.max(50, Math.min(1_000, Math.floor(config.dumpFlushAgeMs / 4))),
-    maxBatchRecords: 5_000,
-    partitionsConsumedConcurrently: 2,
-  } as const;
+  return subscriptionOf('dump', config);
 }

@@ -1,7 +1,7 @@
 /**
  * Wiring of the score stage from the config: the teacher client, the label cache, the shared
  * rate limits and the document store, all on the given Redis connection. The composition root
- * (app.ts) starts the worker around it with {@link SCORE_WORKER_DEFAULTS}.
+ * (app.ts) starts the worker around it with the registry's settings (src/workers.ts).
  */
 import { createOpenAiClient } from '../../adapters/openai/client.js';
 import { createCompletionsTeacher, createTeacher } from '../../adapters/openai/teacher.js';
@@ -20,11 +20,8 @@ import { retryPolicyOf } from '../../runtime/retry.js';
 import { createScoreStage, type ScoreStats } from './stage.js';
 import type { Stage } from '../../runtime/stage.js';
 
-/**
- * Worker options that suit the score stage: a few partitions at once (the in-flight limit is
- * shared by the stage across them) and modest batches, so a batch's model time stays short.
- */
-export const SCORE_WORKER_DEFAULTS = Object.freeze({ partitionsConsumedConcurrently: 4, maxBatchRecords: 1_000 });
+/** Worker options that suit the score stage: its consumer settings in the worker registry. */
+export { SCORE_CONSUMER as SCORE_WORKER_DEFAULTS } from '../../workers.js';
 
 /**
  * Build the score stage from the config. Throws config_invalid when no teacher URL is set.
