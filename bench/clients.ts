@@ -8,6 +8,7 @@
  */
 import { Consumer, Producer, ProduceAcks, stringDeserializers, stringSerializers } from '@platformatic/kafka';
 import { Kafka, logLevel } from 'kafkajs';
+import { createProducer } from '../src/adapters/kafka/client.js';
 import { benchEnv, benchStack, configOf, createPlainTopic, figure, round, standalone, type BenchOptions, type BenchResult, type Figure } from './lib.js';
 import { engagementMessage } from './data.js';
 
@@ -61,7 +62,7 @@ export async function runClients(opts: BenchOptions): Promise<BenchResult> {
     const topic = `${config.topicPrefix}clients-kafkajs`;
     await createPlainTopic(config, topic, config.topicPartitions);
     const kafka = new Kafka({ clientId: 'bench-kafkajs', brokers, logLevel: logLevel.NOTHING });
-    const producer = kafka.producer();
+    const producer = createProducer(kafka);
     await producer.connect();
     let t = performance.now();
     await inBatches(records, async (from, to) => {

@@ -11,6 +11,7 @@
  *   tsx bench/freshness.ts [--quick]
  */
 import { Kafka, logLevel } from 'kafkajs';
+import { createProducer } from '../src/adapters/kafka/client.js';
 import { createRedis } from '../src/adapters/redis/client.js';
 import { redisKeys } from '../src/adapters/redis/keys.js';
 import { benchEnv, benchStack, configOf, createLagProbe, figure, loadBacklog, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
@@ -32,7 +33,7 @@ export async function runFreshness(opts: BenchOptions): Promise<BenchResult> {
   const probe = await createLagProbe(config);
   const kafka = new Kafka({ clientId: 'pinrich-bench-fresh', brokers: [...config.kafkaBrokers], logLevel: logLevel.NOTHING });
   const consumer = kafka.consumer({ groupId: `${config.groupPrefix}.fresh-reader`, maxWaitTimeInMs: 20, minBytes: 1 });
-  const producer = kafka.producer();
+  const producer = createProducer(kafka);
   const child = await startWorkerChild('enrich', env);
   try {
     // Let the worker take in the pins and publish their first documents before the clock starts.

@@ -13,6 +13,7 @@ import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CompressionTypes, Kafka, logLevel, type Message } from 'kafkajs';
+import { createProducer } from '../src/adapters/kafka/client.js';
 import { createTopics } from '../src/adapters/kafka/admin.js';
 import { loadConfig, topics as topicNames, type Config, type Topics } from '../src/config.js';
 import { stackEnv, stackUp, type StackEndpoints } from '../src/stack/index.js';
@@ -126,7 +127,7 @@ export async function loadBacklog(
   make: (i: number) => Message,
   log?: (l: string) => void,
 ): Promise<{ ms: number; bytes: number }> {
-  const producer = benchKafka(config).producer({ allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
+  const producer = createProducer(benchKafka(config), { allowAutoTopicCreation: false, idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   const started = Date.now();
   let bytes = 0;

@@ -16,6 +16,7 @@
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
+import { createProducer } from '../adapters/kafka/client.js';
 import { startApp } from '../app.js';
 import { createTopics } from '../adapters/kafka/admin.js';
 import { dlqTopic, loadConfig, topics as topicNames, type Config } from '../config.js';
@@ -82,7 +83,7 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
   out(`  sample: ${f.pins} pins in ${f.languages.length} languages, ${f.repinnedImages} re-pinned images, ${f.hostileImageUrls} hostile image URLs,`);
   out(`          ${f.engagementEvents} engagement events (+${f.duplicateEngagement} redelivered duplicates), ${f.deletedPins} deletes, ${f.malformedPinRecords + f.malformedEngagementRecords} malformed records`);
 
-  const producer = kafka.producer();
+  const producer = createProducer(kafka);
   await producer.connect();
   const send = async (topic: string, records: Array<{ key: string; value: unknown }>) => {
     for (let i = 0; i < records.length; i += 2_000) {
@@ -128,7 +129,7 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
     // Sampled negatives: each pin paired with a query engaged on a pin of another language.
     const docsSoFar = [...latestValues(await readAll(kafka, t.enriched)).values()].filter((v): v is string => v !== null).map((v) => JSON.parse(v) as EnrichedDocument);
     const negatives = sampleNegatives(docsSoFar, Math.ceil(docsSoFar.length / 3), new Date().toISOString());
-    const producer2 = kafka.producer();
+    const producer2 = createProducer(kafka);
     await producer2.connect();
     await producer2.send({ topic: t.pairs, acks: -1, messages: negatives.map((p) => ({ key: p.pin_id, value: JSON.stringify(p) })) });
     await producer2.disconnect();

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel, type KafkaMessage } from 'kafkajs';
+import { createProducer } from '../../src/adapters/kafka/client.js';
 import { inject } from 'vitest';
 import { createTopics } from '../../src/adapters/kafka/admin.js';
 import { loadConfig, topics, type Config } from '../../src/config.js';
@@ -66,7 +67,7 @@ export interface Rec {
  * deduplicates.
  */
 export async function produce(config: Config, topic: string, records: Array<{ key: string; value: unknown }>): Promise<void> {
-  const producer = testKafka(config).producer({ idempotent: true, maxInFlightRequests: 1 });
+  const producer = createProducer(testKafka(config), { idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   try {
     for (let i = 0; i < records.length; i += 1_000) {

@@ -3,7 +3,7 @@
  * narrow `Publisher` port and the consume loop in runtime/worker.ts.
  */
 import { readFileSync } from 'node:fs';
-import { Kafka, logLevel, type KafkaConfig, type Message, type Producer, type SASLOptions, CompressionTypes } from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type KafkaConfig, type Message, type Producer, type ProducerConfig, type SASLOptions, CompressionTypes } from 'kafkajs';
 import type { Config } from '../../config.js';
 import type { Logger } from '../../runtime/log.js';
 import { untilKafkaAnswers } from './transient.js';
@@ -65,9 +65,25 @@ export interface Publisher {
  */
 export const MAX_REQUEST_BYTES = 512 * 1024;
 
+/**
+ * The partitioner of every producer pinrich creates, chosen explicitly (kafkajs warns at every
+ * start when it is left to its default): kafkajs 2's DefaultPartitioner, the Java client's rule
+ * for keyed records, `Utils.toPositive(Utils.murmur2(keyBytes)) % partitions`
+ * (clients/src/main/java/org/apache/kafka/clients/producer/internals/BuiltInPartitioner.java,
+ * partitionForKey). So a pin lands on the partition a Java or Kafka Streams producer would put it
+ * on, which the co-partitioned enrich inputs (pins.events, pins.engagement, pins.captions) need
+ * when other producers write them.
+ */
+export const PARTITIONER = Partitioners.DefaultPartitioner;
+
+/** A kafkajs producer with pinrich's partitioner (the only way pinrich, its tests, demo and benchmarks make one). */
+export function createProducer(kafka: Kafka, config: Omit<ProducerConfig, 'createPartitioner'> = {}): Producer {
+  return kafka.producer({ ...config, createPartitioner: PARTITIONER });
+}
+
 /** `wait`: wait that long for an unreachable cluster at connect (a worker starting during a broker restart). */
 export async function createPublisher(kafka: Kafka, wait?: { log: Logger; timeoutMs: number }): Promise<Publisher> {
-  const producer: Producer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: 5 });
+  const producer: Producer = createProducer(kafka, { allowAutoTopicCreation: false, maxInFlightRequests: 5 });
   if (wait) await untilKafkaAnswers('producer: connect', () => producer.connect(), wait);
   else await producer.connect();
   const send = (byTopic: Map<string, Message[]>) =>
