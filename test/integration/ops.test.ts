@@ -81,13 +81,24 @@ describe('ops endpoint', () => {
   });
 
   it('serves no endpoint unless asked (demo, benchmarks, tests)', async () => {
-    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
+    // A real port is configured (the harness's default 0 would mean "off" by itself): only the
+    // missing serveOps keeps the endpoint closed.
+    const port = await freePort();
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl, PINRICH_METRICS_PORT: String(port) });
     await setupTopics(config);
     const app = await startApp(config, ['caption'], silentLogger);
     try {
-      expect(app.ops).toBeUndefined(); // PINRICH_METRICS_PORT=0 in tests, and serveOps not set
+      expect(app.ops).toBeUndefined();
+      await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
     } finally {
       await app.stop();
+    }
+    // Control: the same config with serveOps does answer on that port.
+    const served = await startApp(config, ['caption'], silentLogger, { serveOps: true });
+    try {
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    } finally {
+      await served.stop();
     }
   });
 });
