@@ -6,7 +6,8 @@
 import type { Kafka } from 'kafkajs';
 import { createKafka, createPublisher, type Publisher } from './adapters/kafka/client.js';
 import { untilKafkaAnswers } from './adapters/kafka/transient.js';
-import { createRedisFromConfig, pingRedis, type Redis } from './adapters/redis/client.js';
+import { createRedisFromConfig, type Redis } from './adapters/redis/client.js';
+import { untilRedisAnswers } from './adapters/redis/wait.js';
 import { createRedisEnrichStore } from './adapters/redis/enrich-state.js';
 import { secretValues, type Config } from './config.js';
 import { systemClock, type Clock } from './runtime/clock.js';
@@ -76,7 +77,8 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
       });
       log.info('serving /metrics, /healthz, /readyz', { port: ops.port });
     }
-    await pingRedis(redis);
+    // Says within seconds which Redis it waits for, and waits (like Kafka) instead of exiting.
+    await untilRedisAnswers(redis, config.redisUrl, { log, timeoutMs: config.redisWaitMs });
     // Secrets never reach a topic, even when a model server echoes an API key into an error.
     publisher = redactingPublisher(await createPublisher(kafka, { log, timeoutMs: config.kafkaWaitMs }), createRedactor(secretValues(config)));
     let enrichStateChecked = false;

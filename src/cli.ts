@@ -19,13 +19,15 @@ import { describeError } from './errors.js';
 import { createLogger } from './runtime/log.js';
 import { rebuildEnrichState } from './stages/enrich/rebuild.js';
 import { createRedactor, type Redactor } from './runtime/redact.js';
-import { stackDown, stackStatus, stackUp } from './stack/index.js';
 import { WORKER_NAMES, type WorkerName } from './workers.js';
 
 const USAGE = `usage: pinrich <command>
   stack up|down|status              local Kafka (KRaft), Redis and S3 (s3rver), no Docker
   stack up --redis-cluster          ... plus a local 3-master Redis Cluster (PINRICH_REDIS_CLUSTER)
   topics create                     create every topic and its .dlq twin (idempotent)
+  topics tail <topic> [--limit N] [--key K]
+                                    print a topic's latest records, one JSON line each
+                                    (topic without PINRICH_TOPIC_PREFIX, e.g. pins.enriched)
   run <${WORKER_NAMES.join('|')}|all>          run workers until SIGTERM/SIGINT
   demo [--pins N] [--events N] [--summary FILE]
                                     the main job end to end on the local stack
@@ -51,10 +53,58 @@ function flag(args: string[], name: string): string | undefined {
   return v;
 }
 
+/**
+ * The environment a command's config is loaded from: the process's, plus the endpoints of the
+ * local stack (`pinrich stack up`, a demo) for each service the environment does not configure,
+ * announced in one line on stderr (see localStackOverlay). The lookup lives in src/stack/, which
+ * the production image leaves out; there the module is absent and the environment is used as is.
+ */
+async function commandEnv(): Promise<Record<string, string | undefined>> {
+  let stack: typeof import('./stack/index.js');
+  try {
+    stack = await import('./stack/index.js');
+  } catch (err) {
+    const missing = (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && /stack[\\/]index/.test((err as Error).message);
+    if (missing) return process.env;
+    throw err;
+  }
+  const overlay = stack.localStackOverlay(process.env);
+  if (overlay.notice) process.stderr.write(overlay.notice + '\n');
+  return { ...process.env, ...overlay.env };
+}
+
+/** `pinrich topics tail <topic> [--limit N] [--key K]`: one JSON line per record, oldest first. */
+async function topicsTail(args: string[], config: Config): Promise<number> {
+  const name = args[0];
+  const limit = Number(flag(args, '--limit') ?? 10);
+  if (!name || name.startsWith('--') || !Number.isInteger(limit) || limit < 1) {
+    process.stderr.write('usage: pinrich topics tail <topic> [--limit N] [--key K]   (N >= 1; topic without PINRICH_TOPIC_PREFIX)\n');
+    return 2;
+  }
+  const topic = config.topicPrefix && name.startsWith(config.topicPrefix) ? name : config.topicPrefix + name;
+  const { tailTopic } = await import('./adapters/kafka/tail.js');
+  const kafka = createKafka(config, processLogger(config).child({ command: 'topics tail' }));
+  const records = await tailTopic(kafka, topic, { limit, key: flag(args, '--key') });
+  for (const r of records) out(JSON.stringify({ ...r, value: parseJson(r.value) }));
+  if (records.length === 0) process.stderr.write(`pinrich: ${topic} has no records${flag(args, '--key') ? ' with that key' : ''}\n`);
+  return 0;
+}
+
+/** A record value as JSON when it is JSON (documents, labels, dead letters), else its text. */
+function parseJson(value: string | null): unknown {
+  if (value === null) return null;
+  try {
+    return JSON.parse(value) as unknown;
+  } catch {
+    return value;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, sub, ...rest] = argv;
   switch (cmd) {
     case 'stack': {
+      const { stackDown, stackStatus, stackUp } = await import('./stack/index.js');
       const log = (l: string) => out(l);
       if (sub === 'up') {
         // --redis-cluster: also a local 3-master Redis Cluster (else PINRICH_STACK_REDIS_CLUSTER=1).
@@ -74,8 +124,9 @@ async function main(argv: string[]): Promise<number> {
       break;
     }
     case 'topics': {
+      if (sub === 'tail') return topicsTail(rest, loadConfig(await commandEnv()));
       if (sub !== 'create') break;
-      const config = loadConfig();
+      const config = loadConfig(await commandEnv());
       // The workers' client settings (TLS, SASL), not a bare client: a secured cluster needs them too.
       const kafka = createKafka(config, processLogger(config).child({ command: 'topics create' }));
       const created = await createTopics(kafka, config);
@@ -85,7 +136,7 @@ async function main(argv: string[]): Promise<number> {
     case 'run': {
       const which: WorkerName[] = sub === 'all' ? [...WORKER_NAMES] : WORKER_NAMES.includes(sub as WorkerName) ? [sub as WorkerName] : [];
       if (which.length === 0) break;
-      const config = loadConfig();
+      const config = loadConfig(await commandEnv());
       const log = processLogger(config);
       // Listen before starting: a SIGTERM during start-up (a rolling restart, a test) must still
       // drain and leave the groups cleanly, not kill the process half-started.
@@ -116,7 +167,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'enrich': {
       if (sub !== 'rebuild') break;
-      const config = loadConfig();
+      const config = loadConfig(await commandEnv());
       const log = processLogger(config).child({ command: 'enrich rebuild' });
       const report = await rebuildEnrichState(config, log, out);
       out(JSON.stringify(report));
@@ -126,7 +177,7 @@ async function main(argv: string[]): Promise<number> {
       // The demo, labels (DuckDB, the AWS SDK) and the model server are imported by their own
       // commands only, so `pinrich run <worker>` does not carry them in its RSS.
       const { runLabelsCommand } = await import('./labels/command.js');
-      return runLabelsCommand([sub, ...rest].filter((a): a is string => a !== undefined), loadConfig(), (s) => process.stdout.write(s));
+      return runLabelsCommand([sub, ...rest].filter((a): a is string => a !== undefined), loadConfig(await commandEnv()), (s) => process.stdout.write(s));
     }
     case 'model-server': {
       const { main: modelServerMain } = await import('./model-server/main.js');
@@ -135,7 +186,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'config': {
       if (sub === 'show') {
-        out(JSON.stringify(redactConfig(loadConfig()), null, 2));
+        out(JSON.stringify(redactConfig(loadConfig(await commandEnv())), null, 2));
         return 0;
       }
       if (sub === 'doc') {

@@ -48,6 +48,7 @@ export const OPTIONS = {
   redisTlsCaFile: opt({ env: 'PINRICH_REDIS_TLS_CA_FILE', type: optStr, doc: 'PEM file of the CA that signed the Redis server certificate (with rediss://); unset = the system CAs' }),
   redisCluster: opt({ env: 'PINRICH_REDIS_CLUSTER', type: bool, default: 'false', doc: 'PINRICH_REDIS_URL names seed nodes of a Redis Cluster (comma-separated URLs or host:port; AUTH and TLS from the URL that carries them)' }),
   redisKeyPrefix: opt({ env: 'PINRICH_REDIS_PREFIX', type: z.string(), default: 'pinrich:', doc: 'Prefix of every Redis key' }),
+  redisWaitMs: opt({ env: 'PINRICH_REDIS_WAIT_MS', type: int(1_000, 3_600_000), default: '120000', doc: 'How long a worker waits at start-up for an unreachable Redis before it exits (it warns within 2 s, naming the address)' }),
   // S3
   s3Endpoint: opt({ env: 'PINRICH_S3_ENDPOINT', type: optStr, doc: 'S3 endpoint URL; unset means AWS' }),
   s3Region: opt({ env: 'PINRICH_S3_REGION', type: str, default: 'us-east-1', doc: 'S3 region' }),

@@ -554,3 +554,90 @@ export function stackEnv(e: StackEndpoints): Record<string, string> {
     PINRICH_S3_SECRET_ACCESS_KEY: e.s3.secretAccessKey,
   };
 }
+
+/** What {@link localStackOverlay} found: variables to add, and what to tell the user. */
+export interface LocalStackOverlay {
+  /** PINRICH_* variables pointing at the local stack, only for services nothing else configures. */
+  env: Record<string, string>;
+  /** One line for stderr (which stack, which endpoints), or undefined when there is nothing to say. */
+  notice?: string;
+}
+
+/**
+ * The local stack as configuration for the CLI: after `pinrich stack up` (or a demo), every
+ * command that talks to Kafka, Redis or S3 uses the recorded stack for each service that
+ * neither the environment nor PINRICH_CONFIG_FILE configures. A variable that is set, even to
+ * the empty string (`PINRICH_S3_ENDPOINT=` means AWS), wins; the S3 credentials and bucket
+ * follow the S3 endpoint, so a configured AWS endpoint never gets s3rver's keys.
+ *
+ * Cheap on purpose (it runs before every command): one read of `<dir>/state.json` and a
+ * look at each recorded pid's command line, no connection. A recorded stack whose processes
+ * are gone is not used, and the notice says so. PINRICH_STACK=none turns the lookup off.
+ */
+export function localStackOverlay(env: Record<string, string | undefined> = process.env): LocalStackOverlay {
+  if (env.PINRICH_STACK === 'none' || env.PINRICH_STACK === 'testcontainers') return { env: {} };
+  const cacheRoot = env.PINRICH_CACHE_DIR || join(homedir(), '.cache', 'pinrich');
+  const dir = resolve(env.PINRICH_STACK_DIR || join(cacheRoot, 'stack'));
+  const state = readState(dir);
+  if (!state) return { env: {} };
+  if (!state.complete) {
+    return { env: {}, notice: `pinrich: the local stack in ${dir} is still starting (or failed to start); not using it` };
+  }
+  const gone = state.services.filter((s) => !isOurProcess(s.pid, s.marker)).map((s) => s.name);
+  if (gone.length > 0) {
+    return {
+      env: {},
+      notice: `pinrich: the local stack in ${dir} is not running (${gone.join(', ')} gone); not using it — start it with \`npx pinrich stack up\``,
+    };
+  }
+  const explicit = new Set(Object.keys(env).filter((k) => env[k] !== undefined));
+  for (const k of configFileKeys(env.PINRICH_CONFIG_FILE)) explicit.add(k);
+  const out: Record<string, string> = {};
+  const used: string[] = [];
+  const skipped: string[] = [];
+  const set = (k: string, v: string) => {
+    if (!explicit.has(k)) out[k] = v;
+  };
+  const endpointOf = (name: ServiceName): string | undefined => {
+    const nodes = state.services.filter((s) => s.name === name);
+    if (nodes.length === 0) return undefined;
+    // A Redis Cluster is used only when asked for (PINRICH_REDIS_CLUSTER=true); its seed nodes.
+    return name === 'redis-cluster' ? clusterSeedUrls(nodes.map((n) => n.port)).join(',') : localEndpoint(nodes[0]!);
+  };
+  const redisService: ServiceName = env.PINRICH_REDIS_CLUSTER === 'true' ? 'redis-cluster' : 'redis';
+  const wanted: Array<[ServiceName, string, string]> = [
+    ['kafka', 'PINRICH_KAFKA_BROKERS', 'Kafka'],
+    [redisService, 'PINRICH_REDIS_URL', redisService === 'redis' ? 'Redis' : 'Redis Cluster'],
+    ['s3', 'PINRICH_S3_ENDPOINT', 'S3'],
+  ];
+  for (const [name, variable, label] of wanted) {
+    const endpoint = endpointOf(name);
+    if (endpoint === undefined) continue;
+    if (explicit.has(variable)) {
+      skipped.push(variable);
+      continue;
+    }
+    out[variable] = endpoint;
+    used.push(`${label} ${endpoint}`);
+    if (name === 's3') {
+      set('PINRICH_S3_BUCKET', state.bucket);
+      set('PINRICH_S3_ACCESS_KEY_ID', S3RVER_KEY);
+      set('PINRICH_S3_SECRET_ACCESS_KEY', S3RVER_KEY);
+      set('PINRICH_S3_FORCE_PATH_STYLE', 'true');
+    }
+  }
+  if (used.length === 0) return { env: {} };
+  const kept = skipped.length ? `; ${skipped.join(', ')} as configured` : '';
+  return { env: out, notice: `pinrich: using the local stack in ${dir}: ${used.join(', ')}${kept} (PINRICH_STACK=none: ignore it)` };
+}
+
+/** The option names a PINRICH_CONFIG_FILE sets; none when it is absent or unreadable (loadConfig reports that). */
+function configFileKeys(path: string | undefined): string[] {
+  if (!path) return [];
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? Object.keys(parsed) : [];
+  } catch {
+    return [];
+  }
+}
