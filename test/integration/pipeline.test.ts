@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type RunningApp } from '../../src/app.js';
-import { createRedis } from '../../src/adapters/redis/client.js';
+import { createRedisFromConfig } from '../../src/adapters/redis/client.js';
 import { createRedisDocumentReader } from '../../src/adapters/redis/documents.js';
 import { redisKeys } from '../../src/adapters/redis/keys.js';
 import { dlqTopic, type Config } from '../../src/config.js';
@@ -245,7 +245,7 @@ describe('enrich worker', () => {
       expect(recs.at(-1)).toMatchObject({ key: 'd', value: null });
       await produce(config, t.engagement, [{ key: 'd', value: save('late', 'd', 'Whatever') }]);
       await waitFor('the late event to be consumed', async () => app.stats().enrich!.ignoredEngagements === 1);
-      const redis = createRedis(config.redisUrl);
+      const redis = createRedisFromConfig(config);
       expect(await createRedisDocumentReader(redis, redisKeys(config.redisKeyPrefix)).getDocument('d')).toBeNull();
       redis.disconnect();
     } finally {

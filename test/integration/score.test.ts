@@ -10,7 +10,7 @@ import type { DeadLetter } from '../../schemas/dead-letter.js';
 import type { Label } from '../../schemas/label.js';
 import type { Pair } from '../../schemas/pair.js';
 import { createKafka, createPublisher, type Publisher } from '../../src/adapters/kafka/client.js';
-import { createRedis, type Redis } from '../../src/adapters/redis/client.js';
+import { createRedisFromConfig, type Redis } from '../../src/adapters/redis/client.js';
 import { redisKeys } from '../../src/adapters/redis/keys.js';
 import { dlqTopic, type Config, type Topics } from '../../src/config.js';
 import { buildDocument, pairIdOf } from '../../src/core/document.js';
@@ -23,7 +23,7 @@ import { createLogger } from '../../src/runtime/log.js';
 import { startWorker, type Worker } from '../../src/runtime/worker.js';
 import { createScoreStageFromConfig, SCORE_WORKER_DEFAULTS } from '../../src/stages/score/wire.js';
 import type { ScoreStats } from '../../src/stages/score/stage.js';
-import { produce, readUntil, setupTopics, testConfig, waitFor, type Rec } from '../support/harness.js';
+import { deleteKeysWithPrefix, produce, readUntil, setupTopics, testConfig, waitFor, type Rec } from '../support/harness.js';
 
 const log = createLogger('warn', { test: 'score' });
 const run = randomUUID().slice(0, 6);
@@ -50,15 +50,8 @@ async function env(overrides: Record<string, string> = {}): Promise<Env> {
   const publisher = await createPublisher(createKafka(config, log));
   cleanups.push(() => publisher.close());
   cleanups.push(async () => {
-    // Leave nothing behind in the shared Redis.
-    const keys: string[] = [];
-    let cursor = '0';
-    do {
-      const [next, batch] = await redis.scan(cursor, 'MATCH', `${config.redisKeyPrefix}*`, 'COUNT', 1000);
-      cursor = next;
-      keys.push(...batch);
-    } while (cursor !== '0');
-    if (keys.length) await redis.del(...keys);
+    // Leave nothing behind in the shared Redis (every master of the cluster).
+    await deleteKeysWithPrefix(redis, config.redisKeyPrefix);
   });
   return { config, t, publisher };
 }
@@ -139,7 +132,8 @@ const messagesOf = (r: RecordedRequest) => (r.body as { messages: ChatMessage[] 
 beforeAll(async () => {
   server = await startModelServer();
   cleanups.push(() => server.close());
-  redis = createRedis(testConfig().redisUrl);
+  // The Redis of this run (single, or the cluster in the redis-cluster project).
+  redis = createRedisFromConfig(testConfig());
   cleanups.push(async () => redis.disconnect());
 });
 
