@@ -3,17 +3,60 @@
  * Redis key prefix and consumer groups, so tests never see each other's data.
  */
 import { randomUUID } from 'node:crypto';
+import { Cluster } from 'ioredis';
 import { Kafka, logLevel, type KafkaMessage } from 'kafkajs';
 import { createProducer } from '../../src/adapters/kafka/client.js';
 import { inject } from 'vitest';
 import { createTopics } from '../../src/adapters/kafka/admin.js';
+import type { Redis } from '../../src/adapters/redis/client.js';
 import { loadConfig, topics, type Config } from '../../src/config.js';
-import { stackEnv, type StackEndpoints } from '../../src/stack/index.js';
+import { stackClusterEnv, stackEnv, type StackEndpoints } from '../../src/stack/index.js';
 
 export function stack(): StackEndpoints {
   const s = inject('stack');
   if (!s) throw new Error('integration tests need the local stack (unset PINRICH_NO_STACK)');
   return s;
+}
+
+/** The two kinds of Redis pinrich runs on: one server, or a Redis Cluster (PINRICH_REDIS_CLUSTER). */
+export const REDIS_MODES = ['single', 'cluster'] as const;
+export type RedisMode = (typeof REDIS_MODES)[number];
+
+/**
+ * The Redis this test process runs on: the `redis-cluster` vitest project (vitest.config.ts)
+ * runs the caption, enrich and score integration tests a second time with
+ * PINRICH_TEST_REDIS=cluster, i.e. on the stack's 3-master Redis Cluster.
+ */
+export function testRedisMode(): RedisMode {
+  return process.env.PINRICH_TEST_REDIS === 'cluster' ? 'cluster' : 'single';
+}
+
+/** The variables that point a config at the stack's Redis of `mode` (laid over stackEnv). */
+export function redisEnv(mode: RedisMode): Record<string, string> {
+  return mode === 'cluster' ? stackClusterEnv(stack()) : {};
+}
+
+/**
+ * Delete every key under `prefix` (test clean-up), on one server or on every master of a
+ * cluster: a SCAN sent through a cluster client sees one node only, and a multi-key DEL of keys
+ * in different slots is refused, so each master is scanned on its own and keys go one by one.
+ */
+export async function deleteKeysWithPrefix(redis: Redis, prefix: string): Promise<number> {
+  let deleted = 0;
+  for (const node of redis instanceof Cluster ? redis.nodes('master') : [redis]) {
+    let cursor = '0';
+    do {
+      const [next, batch] = await node.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+      cursor = next;
+      if (batch.length) {
+        const pipe = node.pipeline();
+        for (const k of batch) pipe.unlink(k);
+        await pipe.exec();
+        deleted += batch.length;
+      }
+    } while (cursor !== '0');
+  }
+  return deleted;
 }
 
 /** A config on the local stack with fresh topic/Redis/group prefixes. */
@@ -26,6 +69,7 @@ export function testEnv(overrides: Record<string, string> = {}): Record<string, 
   const id = randomUUID().slice(0, 8);
   return {
     ...stackEnv(stack()),
+    ...redisEnv(testRedisMode()),
     PINRICH_TOPIC_PREFIX: `t-${id}.`,
     PINRICH_REDIS_PREFIX: `t-${id}:`,
     PINRICH_GROUP_PREFIX: `t-${id}`,
