@@ -1,12 +1,30 @@
 /**
  * `relevance.labels`: the teacher's judgement of one pair on the 5-point scale, with the soft
- * label (probabilities of "1".."5" renormalised from the logprobs). Keyed by pin_id.
+ * label (probabilities of "1".."5" renormalised from the logprobs, or a classifier's class
+ * probabilities). Keyed by pin_id.
  */
 import { z } from 'zod';
 import { header, Id, LanguageTag, LIMITS, text, Timestamp, TokenUsage } from './common.js';
 
 export const LABEL = 'label';
 export const LABEL_VERSION = 1;
+
+/**
+ * How a label was obtained, so data scientists can filter (e.g. keep only soft labels read
+ * from a level answer):
+ * - `logprobs`: the answer was a level; the distribution is the logprobs of that token;
+ * - `constrained`: as `logprobs`, with decoding constrained to the five levels (llama.cpp
+ *   grammar, vLLM structured outputs);
+ * - `answer_text`: a short answer named the level ("The relevance is 4"); the distribution is
+ *   the logprobs at the digit's position (null when the server gave none there);
+ * - `top_logprobs`: the answer was no level; level and distribution come from the first output
+ *   position's top candidates (the label is their most probable level);
+ * - `hard_only`: a level answer without usable logprobs (distribution null);
+ * - `classifier`: a sequence-classification teacher (vLLM /classify); the distribution is its
+ *   class probabilities mapped to levels.
+ */
+export const LabelSource = z.enum(['logprobs', 'constrained', 'answer_text', 'top_logprobs', 'hard_only', 'classifier']);
+export type LabelSource = z.infer<typeof LabelSource>;
 
 export const Label = z.object({
   ...header(LABEL, LABEL_VERSION),
@@ -20,8 +38,8 @@ export const Label = z.object({
   distribution: z.array(z.number().min(0).max(1)).length(5).nullable(),
   /** Sum of level * probability; equals `label` when there is no distribution. */
   expected_score: z.number().min(1).max(5),
-  /** "logprobs" when the distribution came from logprobs, "hard_only" when the server gave none. */
-  label_source: z.enum(['logprobs', 'hard_only']),
+  /** How the label was obtained: see {@link LabelSource}. */
+  label_source: LabelSource,
   teacher: z.object({
     model: z.string(),
     prompt_version: z.string(),

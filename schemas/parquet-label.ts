@@ -16,7 +16,7 @@ export const PARQUET_LABEL_COLUMNS = [
   { name: 'p4', type: 'DOUBLE', doc: 'P(label=4)' },
   { name: 'p5', type: 'DOUBLE', doc: 'P(label=5)' },
   { name: 'expected_score', type: 'DOUBLE', doc: 'sum of level x probability' },
-  { name: 'label_source', type: 'VARCHAR', doc: 'logprobs | hard_only' },
+  { name: 'label_source', type: 'VARCHAR', doc: 'how the label was obtained: logprobs | constrained | answer_text | top_logprobs | hard_only | classifier (see schemas/label.ts)' },
   { name: 'teacher_model', type: 'VARCHAR', doc: 'model name' },
   { name: 'prompt_version', type: 'VARCHAR', doc: 'teacher prompt version' },
   { name: 'prompt_hash', type: 'VARCHAR', doc: 'sha256 of the exact prompt' },

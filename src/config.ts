@@ -16,6 +16,15 @@ const num = (min: number, max: number) => z.coerce.number().min(min).max(max);
 const list = z.string().transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
 const str = z.string().min(1);
 const optStr = z.string().optional();
+/** Five distinct levels 1-5, comma-separated: the relevance level of classifier class 0..4. */
+const classLevels = z.string().transform((v, ctx) => {
+  const levels = v.split(',').map((x) => Number(x.trim()));
+  if (levels.length !== 5 || levels.some((l) => !Number.isInteger(l) || l < 1 || l > 5) || new Set(levels).size !== 5) {
+    ctx.addIssue({ code: 'custom', message: 'expected five distinct levels 1-5, comma-separated: the level of class 0, 1, 2, 3, 4' });
+    return z.NEVER;
+  }
+  return levels as Array<1 | 2 | 3 | 4 | 5>;
+});
 
 interface Option<T extends z.ZodType = z.ZodType> {
   env: string;
@@ -86,9 +95,12 @@ export const OPTIONS = {
   enrichDedupTtlSeconds: opt({ env: 'PINRICH_ENRICH_DEDUP_TTL_S', type: int(60, 90 * 86_400), default: String(7 * 86_400), doc: 'How long an engagement event_id is remembered for deduplication' }),
   enrichMinePairs: opt({ env: 'PINRICH_ENRICH_MINE_PAIRS', type: bool, default: 'false', doc: 'Publish one relevance.pairs record per pin and new normalised search query' }),
   // Score
-  teacherApi: opt({ env: 'PINRICH_TEACHER_API', type: z.enum(['chat', 'completions']), default: 'chat', doc: 'Teacher endpoint: chat (one prompt per request) or completions (prompt arrays: several pairs per request, for servers such as vLLM that take them)' }),
+  teacherApi: opt({ env: 'PINRICH_TEACHER_API', type: z.enum(['chat', 'completions', 'classify']), default: 'chat', doc: "Teacher endpoint: chat (one prompt per request), completions (prompt arrays: several pairs per request, for servers such as vLLM and llama-server that take them) or classify (vLLM's /classify: a sequence-classification teacher whose class probabilities are the soft label)" }),
   teacherBatch: opt({ env: 'PINRICH_TEACHER_BATCH', type: int(1, 256), default: '16', doc: 'Prompts per request at most with PINRICH_TEACHER_API=completions' }),
   teacherTopLogprobs: opt({ env: 'PINRICH_TEACHER_TOP_LOGPROBS', type: int(0, 20), default: '20', doc: 'Alternatives asked for the answer token (soft labels); 0 = hard labels only' }),
+  teacherMaxTokens: opt({ env: 'PINRICH_TEACHER_MAX_TOKENS', type: int(1, 256), default: '8', doc: 'Output tokens per generative teacher answer: room for a short answer ("The relevance is 4") when the server does not constrain decoding; a constrained answer stops after its digit' }),
+  teacherConstrain: opt({ env: 'PINRICH_TEACHER_CONSTRAIN', type: z.enum(['auto', 'grammar', 'structured_outputs', 'none']), default: 'auto', doc: "Constrain generative teacher answers to the five levels: grammar (llama.cpp), structured_outputs (vLLM choice), auto (both; dropped for good when the server rejects them, as OpenAI does) or none" }),
+  teacherClassLevels: opt({ env: 'PINRICH_TEACHER_CLASS_LEVELS', type: classLevels, default: '1,2,3,4,5', doc: 'With PINRICH_TEACHER_API=classify: the relevance level (1-5) of each class index 0..4 of the classifier (e.g. 5,4,3,2,1 when class 0 is "highly relevant")' }),
   scoreDocMaxAttempts: opt({ env: 'PINRICH_SCORE_DOC_ATTEMPTS', type: int(1, 20), default: '3', doc: "Reads of a pin's missing document before its pairs are dead-lettered (doc_not_found)" }),
   scoreDocRetryMs: opt({ env: 'PINRICH_SCORE_DOC_RETRY_MS', type: int(0, 60_000), default: '1000', doc: 'Wait before re-reading a missing document; doubles per read' }),
   scoreCacheTtlSeconds: opt({ env: 'PINRICH_SCORE_CACHE_TTL_S', type: int(60, 365 * 86_400), default: String(30 * 86_400), doc: 'How long a teacher label stays in the label cache' }),

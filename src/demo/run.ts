@@ -24,6 +24,7 @@ import { redisKeys } from '../adapters/redis/keys.js';
 import { createLogger } from '../runtime/log.js';
 import { startModelServer, type ModelServer } from '../model-server/server.js';
 import { stackEnv, stackUp } from '../stack/index.js';
+import { LLAMA_CPP_VERSION, startLlamaServer, type LlamaServer } from '../stack/llama.js';
 import { generateSample } from './sample.js';
 import type { EnrichedDocument } from '../../schemas/enriched-document.js';
 import type { Pair } from '../../schemas/pair.js';
@@ -37,6 +38,18 @@ export interface DemoOptions {
   pins: number;
   events: number;
   summaryFile?: string;
+  /**
+   * `llama`: the teacher is a real model — SmolLM2-135M-Instruct on llama.cpp's llama-server,
+   * built and cached on first use (src/stack/llama.ts) — instead of the stand-in.
+   */
+  teacher?: string | undefined;
+  /**
+   * Write a graded relevance set for the run's pairs to this CSV (pair_id, pin_id, query,
+   * grade): grade 5 for a query mined from the pin's own search engagement (the sample draws
+   * those from the pin's topic), 1 for a sampled negative (a query of a pin in another
+   * language); then print `pinrich labels eval` of the teacher's labels against it.
+   */
+  goldenFile?: string | undefined;
   out: (line: string) => void;
 }
 
@@ -52,6 +65,17 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
   const env: Record<string, string | undefined> = { ...process.env, ...stackEnv(endpoints), PINRICH_TOPIC_PREFIX: `${run}.`, PINRICH_REDIS_PREFIX: `${run}:`, PINRICH_GROUP_PREFIX: run };
   // Keep any external service the user configured.
   for (const k of ['PINRICH_KAFKA_BROKERS', 'PINRICH_REDIS_URL', 'PINRICH_S3_ENDPOINT']) if (process.env[k]) env[k] = process.env[k];
+  let llama: LlamaServer | undefined;
+  if (opts.teacher !== undefined && opts.teacher !== 'llama') throw new Error(`--teacher takes "llama" (got ${JSON.stringify(opts.teacher)})`);
+  if (opts.teacher === 'llama') {
+    out('  teacher: starting llama-server with SmolLM2-135M-Instruct (built and cached on first use; see src/stack/llama.ts)');
+    llama = await startLlamaServer({ parallel: 4, log: (l) => out(`  ${l}`) });
+    env.PINRICH_TEACHER_BASE_URL = llama.baseUrl;
+    env.PINRICH_TEACHER_MODEL = llama.model;
+    // Four slots: more requests in flight would only queue in the server past their timeout.
+    env.PINRICH_TEACHER_CONCURRENCY ??= '4';
+    env.PINRICH_MODEL_TIMEOUT_MS ??= '120000';
+  }
   if (!env.PINRICH_VLM_BASE_URL || !env.PINRICH_TEACHER_BASE_URL) {
     modelServer = await startModelServer();
   }
@@ -111,7 +135,8 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
         `${st.enrich?.documents ?? 0} documents, ${st.enrich?.pairs ?? 0} pairs | score ${st.score?.labels ?? 0} labels | dump ${st.dump?.rows ?? 0} rows`,
     );
   }, 2_000);
-  const deadline = Date.now() + 10 * 60_000;
+  // A real teacher on two shared cores labels a few pairs a second: give it longer.
+  const deadline = Date.now() + (llama ? 40 : 10) * 60_000;
   try {
     // Done when the caption worker consumed every pin record, the enrich worker every input
     // record (including every caption), and no pin is left waiting in a coalescing window.
@@ -122,7 +147,7 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
         const dirty = await Promise.all([...Array(config.topicPartitions).keys()].map((p) => app.redis.zcard(redisKeys(config.redisKeyPrefix).enrich.dirty(p))));
         if (dirty.every((n) => n === 0)) break;
       }
-      if (Date.now() > deadline) throw new Error('demo did not finish within 10 minutes');
+      if (Date.now() > deadline) throw new Error(`demo did not finish within ${llama ? 40 : 10} minutes`);
       await new Promise((r) => setTimeout(r, 250));
     }
     out(`  enrichment done: ${app.stats().enrich?.documents ?? 0} document versions, ${app.stats().enrich?.pairs ?? 0} pairs mined`);
@@ -161,7 +186,7 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
     }
   }
   const pairs = (await readAll(kafka, t.pairs)).map((m) => JSON.parse(m.value ?? '{}') as { source?: string });
-  const labels = (await readAll(kafka, t.labels)).map((m) => JSON.parse(m.value ?? '{}') as { label: number; label_source: string; usage: { prompt_tokens: number; completion_tokens: number; cached_prompt_tokens: number } });
+  const labels = (await readAll(kafka, t.labels)).map((m) => JSON.parse(m.value ?? '{}') as { pair_id: string; label: number; label_source: string; distribution: number[] | null; usage: { prompt_tokens: number; completion_tokens: number; cached_prompt_tokens: number } });
   const dumped = await dumpObjects(config);
   const languages: Record<string, number> = {};
   for (const d of docs) languages[d.language] = (languages[d.language] ?? 0) + 1;
@@ -170,7 +195,11 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
     run,
     models: {
       vlm: config.vlmBaseUrl === modelServer?.baseUrl ? 'stand-in (pinrich model server)' : `${config.vlmModel} at ${config.vlmBaseUrl}`,
-      teacher: config.teacherBaseUrl === modelServer?.baseUrl ? 'stand-in (pinrich model server)' : `${config.teacherModel} at ${config.teacherBaseUrl}`,
+      teacher: llama
+        ? `${config.teacherModel} on llama.cpp llama-server ${LLAMA_CPP_VERSION} at ${config.teacherBaseUrl} (a real model; PINRICH_TEACHER_API=${config.teacherApi})`
+        : config.teacherBaseUrl === modelServer?.baseUrl
+          ? 'stand-in (pinrich model server)'
+          : `${config.teacherModel} at ${config.teacherBaseUrl}`,
     },
     pins: f.pins,
     pin_records_published: sample.pinEvents.length,
@@ -190,7 +219,10 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
     labels: {
       total: labels.length,
       by_level: Object.fromEntries([1, 2, 3, 4, 5].map((l) => [l, labels.filter((x) => x.label === l).length])),
-      soft_labels_from_logprobs: labels.filter((x) => x.label_source === 'logprobs').length,
+      // Share of the scored pairs that got a label (the rest are dead-lettered with a reason).
+      labelled_percent: pairs.length > 0 ? Math.round((10_000 * new Set(labels.map((x) => x.pair_id)).size) / pairs.length) / 100 : null,
+      soft_labels: labels.filter((x) => x.distribution !== null).length,
+      by_source: Object.fromEntries([...new Set(labels.map((x) => x.label_source))].sort().map((s) => [s, labels.filter((x) => x.label_source === s).length])),
       teacher_model_calls: stats.score!.modelCalls,
       label_cache_hits: stats.score!.cacheHits,
     },
@@ -207,6 +239,7 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
     seconds: Math.round((Date.now() - t0) / 100) / 10,
   };
   await modelServer?.close();
+  await llama?.stop();
 
   out('');
   out('summary');
@@ -220,11 +253,48 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
   out(`labels by level (columns) and language, from the Parquet dumps on S3 (pinrich labels query):`);
   out(`  ${sql}`);
   await runLabelsCommand(['query', sql], config, (s) => process.stdout.write(s.endsWith('\n') ? s : s + '\n'));
+  if (opts.goldenFile) {
+    const allPairs = (await readAll(kafka, t.pairs)).map((m) => JSON.parse(m.value ?? '{}') as Pair);
+    const csv = ['pair_id,pin_id,query,grade,source'];
+    const quote = (v: string) => `"${v.replace(/"/g, '""')}"`;
+    for (const p of allPairs) csv.push([p.pair_id, quote(p.pin_id), quote(p.query), p.source === 'sampled_negative' ? 1 : 5, p.source].join(','));
+    writeFileSync(opts.goldenFile, csv.join('\n') + '\n');
+    out('');
+    out(`graded relevance set of the ${allPairs.length} pairs written to ${opts.goldenFile}; the teacher's labels against it (pinrich labels eval):`);
+    await runLabelsCommand(['eval', '--golden', opts.goldenFile], config, (s) => process.stdout.write(s.endsWith('\n') ? s : s + '\n'));
+  }
   if (opts.summaryFile) {
     writeFileSync(opts.summaryFile, JSON.stringify(summary, null, 2) + '\n');
     out(`summary written to ${opts.summaryFile}`);
   }
+  out('');
+  for (const line of exploreLines(config, run, examples[0]?.pin_id as string | undefined, Object.keys(deadLetters))) out(line);
   return summary;
+}
+
+/**
+ * The closing lines: commands that explore this run's output, each runnable when pasted as
+ * printed. The demo's own topic, Redis and S3 prefixes travel on each line as variables; the
+ * services come from the local stack, which every pinrich command finds by itself (or from the
+ * PINRICH_* service variables of the shell that ran the demo, which the pasted line inherits).
+ */
+function exploreLines(config: Config, run: string, examplePin: string | undefined, deadLetterTopics: string[]): string[] {
+  const q = (v: string) => (/^[\w.,:/@%+=-]+$/.test(v) ? v : `'${v.replace(/'/g, `'\\''`)}'`);
+  const topics = `PINRICH_TOPIC_PREFIX=${q(config.topicPrefix)}`;
+  const dumps = `PINRICH_S3_PREFIX=${q(config.s3Prefix)}`;
+  const lines = [
+    `explore this run's output (paste any line as printed; the PINRICH_* prefixes select this run, ${run}):`,
+    `  ${dumps} npx pinrich labels sync`,
+    `  ${dumps} npx pinrich labels query "select language, label, count(*) as n from labels group by all order by all"`,
+    `  ${dumps} npx pinrich labels query "select query, pin_id, label, expected_score from labels order by expected_score desc limit 5"`,
+    `  ${dumps} PINRICH_REDIS_PREFIX=${q(config.redisKeyPrefix)} npx pinrich labels export --distill ${q(`/tmp/${run}-distill.parquet`)}`,
+    ...(examplePin ? [`  ${topics} npx pinrich topics tail pins.enriched --key ${q(examplePin)}`] : []),
+    `  ${topics} npx pinrich topics tail pins.enriched --limit 3`,
+    `  ${topics} npx pinrich topics tail relevance.labels --limit 3`,
+    // Only dead-letter topics that received something: each of these lines prints records.
+    ...deadLetterTopics.map((t) => `  ${topics} npx pinrich topics tail ${q(dlqTopic(t))} --limit 3`),
+  ];
+  return lines;
 }
 
 function latestValues(records: Array<{ key: string; value: string | null }>): Map<string, string | null> {
@@ -260,7 +330,7 @@ async function topicSize(kafka: Kafka, topic: string): Promise<number> {
 
 async function waitUntil(deadline: number, check: () => Promise<true | undefined>, everyMs = 250): Promise<void> {
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('demo did not finish within 10 minutes');
+    if (Date.now() > deadline) throw new Error('demo did not finish in time');
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }

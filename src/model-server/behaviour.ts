@@ -8,12 +8,12 @@ import { chatCompletion, errorBody, textCompletion, usage, type Generated } from
 import type { PrefixCache } from './prefix-cache.js';
 import { estimateTokens } from './prefix-cache.js';
 import { chatPromptText, completionPrompts, imageUrls } from './request-text.js';
-import { teacherAnswer, type TokenLogprob } from './teacher.js';
+import { isConstrained, teacherAnswer, teacherGeneration, type TokenLogprob } from './teacher.js';
 import type { Defaults, RequestKind, ScriptedReply } from './types.js';
 
 /** A request that passed validation. */
 export interface CompletionRequest {
-  api: 'chat' | 'completions';
+  api: 'chat' | 'completions' | 'classify';
   body: Record<string, unknown>;
   kind: RequestKind;
   model: string;
@@ -42,7 +42,7 @@ const OTHER_REPLY = 'This is a deterministic reply from the pinrich model server
 
 /** Default answer: caption, teacher digit with logprobs, or a fixed sentence. */
 export function defaultOutcome(req: CompletionRequest, deps: BehaviourDeps): Outcome {
-  const finishReason = oneTokenLimit(req.body) ? 'length' : 'stop';
+  if (req.api === 'classify') return classifyOutcome(req, deps);
   if (req.api === 'chat') {
     const prompt = chatPromptText(req.body.messages);
     const images = imageUrls(req.body.messages);
@@ -51,15 +51,13 @@ export function defaultOutcome(req: CompletionRequest, deps: BehaviourDeps): Out
       const url = images[0] ?? '';
       g = { text: (deps.defaults.captionText ?? defaultCaption)(url), logprobs: null, finishReason: 'stop' };
     } else if (req.kind === 'teacher') {
-      const a = teacherAnswer(prompt);
-      const top = a.candidates.slice(0, topCount(req));
-      g = { text: a.token, logprobs: wantsLogprobs(req) ? { token: a.token, logprob: a.logprob, top } : null, finishReason };
+      g = teacherGenerated(prompt, req);
     } else {
       g = { text: OTHER_REPLY, logprobs: null, finishReason: 'stop' };
     }
     const promptTokens = estimateTokens(prompt) + IMAGE_TOKENS * images.length;
     const cached = deps.prefixCache.lookupAndRemember(req.model, prompt);
-    return { status: 200, json: chatCompletion(req.model, g, usage(promptTokens, completionTokens(g.text), cached)) };
+    return { status: 200, json: chatCompletion(req.model, g, usage(promptTokens, g.logprobs?.length ?? completionTokens(g.text), cached)) };
   }
 
   const prompts = completionPrompts(req.body.prompt);
@@ -69,12 +67,61 @@ export function defaultOutcome(req: CompletionRequest, deps: BehaviourDeps): Out
     promptTokens += estimateTokens(p);
     cached += deps.prefixCache.lookupAndRemember(req.model, p);
     if (req.kind !== 'teacher') return { text: OTHER_REPLY, logprobs: null, finishReason: 'stop' };
-    const a = teacherAnswer(p);
-    const top = a.candidates.slice(0, topCount(req));
-    return { text: a.token, logprobs: wantsLogprobs(req) ? { token: a.token, logprob: a.logprob, top } : null, finishReason };
+    return teacherGenerated(p, req);
   });
-  const completion = gs.reduce((n, g) => n + completionTokens(g.text), 0);
-  return { status: 200, json: textCompletion(req.model, gs, usage(promptTokens, completion, cached)) };
+  const completion = gs.reduce((n, g) => n + (g.logprobs?.length ?? completionTokens(g.text)), 0);
+  return { status: 200, json: textCompletion(req.model, gs, usage(promptTokens, completion, cached), deps.defaults.logprobsFlavour) };
+}
+
+/** A teacher answer as a small real model gives it (see teacher.ts), shaped for the response. */
+function teacherGenerated(prompt: string, req: CompletionRequest): Generated {
+  const maxTokens = typeof req.body.max_tokens === 'number' ? req.body.max_tokens : typeof req.body.max_completion_tokens === 'number' ? req.body.max_completion_tokens : 16;
+  const gen = teacherGeneration(prompt, { constrained: isConstrained(req.body), maxTokens });
+  const n = topCount(req);
+  const logprobs = wantsLogprobs(req) ? gen.tokens.map((t) => ({ token: t.token, logprob: t.logprob, top: t.top.slice(0, n) })) : null;
+  return { text: gen.text, logprobs, finishReason: gen.finishReason };
+}
+
+/**
+ * vLLM's /classify answer (vllm/entrypoints/pooling/classify/protocol.py): one
+ * {index, label, probs, num_classes} per input, `probs` the softmax over the classes, usage
+ * without completion tokens. The stand-in classifier's classes are the levels 1..5 in order,
+ * peaked at the query/pin overlap level (teacher.ts); with `classifierClasses` other than 5 it
+ * is the wrong model for the job, which clients must detect.
+ */
+function classifyOutcome(req: CompletionRequest, deps: BehaviourDeps): Outcome {
+  const inputs = completionPrompts(req.body.input);
+  const classes = deps.defaults.classifierClasses;
+  let promptTokens = 0;
+  const data = inputs.map((text, index) => {
+    promptTokens += estimateTokens(text);
+    const a = teacherAnswer(text);
+    let probs: number[];
+    if (classes === 5) {
+      const mass = [0, 0, 0, 0, 0];
+      for (const c of a.candidates) {
+        const level = /^ ?([1-5])$/.exec(c.token)?.[1];
+        if (level) mass[Number(level) - 1]! += Math.exp(c.logprob);
+      }
+      const sum = mass.reduce((x, y) => x + y, 0);
+      probs = mass.map((m) => m / sum);
+    } else {
+      probs = Array.from({ length: classes }, () => 1 / classes);
+    }
+    const best = probs.indexOf(Math.max(...probs));
+    return { index, label: `LABEL_${best}`, probs, num_classes: classes };
+  });
+  return {
+    status: 200,
+    json: {
+      id: `classify-${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`,
+      object: 'list',
+      created: Math.floor(Date.now() / 1000),
+      model: req.model,
+      data,
+      usage: { prompt_tokens: promptTokens, total_tokens: promptTokens, completion_tokens: 0, prompt_tokens_details: null },
+    },
+  };
 }
 
 /** Answer for a scripted reply that does not wait. */
@@ -87,6 +134,8 @@ export function scriptedOutcome(reply: ImmediateReply, req: CompletionRequest, d
     return { status: reply.status, json: errorBody(reply.status, message), headers };
   }
   if ('malformed' in reply) return malformedOutcome(reply.malformed, req);
+  // A classifier has no text answer to script: it answers as by default.
+  if (req.api === 'classify') return classifyOutcome(req, deps);
 
   // Scripted text: usage is still estimated (and the prefix cache updated) as for a default answer.
   const base = defaultOutcome(req, deps).json as { usage: { prompt_tokens: number; prompt_tokens_details: { cached_tokens: number } } };
@@ -95,7 +144,7 @@ export function scriptedOutcome(reply: ImmediateReply, req: CompletionRequest, d
   const gs: Generated[] = Array.from({ length: n }, () => ({ text: reply.text, logprobs, finishReason: oneTokenLimit(req.body) ? 'length' : 'stop' }));
   const u = usage(base.usage.prompt_tokens, completionTokens(reply.text) * n, base.usage.prompt_tokens_details.cached_tokens, reply.usage);
   const first = gs[0] as Generated;
-  return { status: 200, json: req.api === 'chat' ? chatCompletion(req.model, first, u) : textCompletion(req.model, gs, u) };
+  return { status: 200, json: req.api === 'chat' ? chatCompletion(req.model, first, u) : textCompletion(req.model, gs, u, deps.defaults.logprobsFlavour) };
 }
 
 /**
@@ -105,11 +154,12 @@ export function scriptedOutcome(reply: ImmediateReply, req: CompletionRequest, d
 function scriptedLogprobs(reply: { text: string; logprobs?: TokenLogprob[] | null }, req: CompletionRequest): Generated['logprobs'] {
   if (reply.logprobs === null) return null;
   if (reply.logprobs === undefined) {
-    return wantsLogprobs(req) ? { token: reply.text, logprob: 0, top: [{ token: reply.text, logprob: 0 }] } : null;
+    return wantsLogprobs(req) ? [{ token: reply.text, logprob: 0, top: [{ token: reply.text, logprob: 0 }] }] : null;
   }
+  // The scripted candidates are those of the first (here: the only) position.
   const own = reply.logprobs.find((l) => l.token === reply.text);
   const best = reply.logprobs.reduce((m, l) => Math.max(m, l.logprob), -Infinity);
-  return { token: reply.text, logprob: own?.logprob ?? (Number.isFinite(best) ? best : 0), top: reply.logprobs };
+  return [{ token: reply.text, logprob: own?.logprob ?? (Number.isFinite(best) ? best : 0), top: reply.logprobs }];
 }
 
 function malformedOutcome(kind: 'not-json' | 'empty-choices' | 'no-content', req: CompletionRequest): Outcome {

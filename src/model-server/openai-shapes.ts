@@ -14,13 +14,28 @@ export interface Usage {
   prompt_tokens_details: { cached_tokens: number };
 }
 
+/** One output position: the emitted token and its top alternatives. */
+export interface PositionLogprobs {
+  token: string;
+  logprob: number;
+  top: TokenLogprob[];
+}
+
 /** One generated answer before shaping: text, optional per-position logprobs, finish reason. */
 export interface Generated {
   text: string | null;
-  /** Logprobs of the first output position: the emitted token and its top alternatives. */
-  logprobs: { token: string; logprob: number; top: TokenLogprob[] } | null;
+  /** Logprobs of every output position, in order. */
+  logprobs: PositionLogprobs[] | null;
   finishReason: 'stop' | 'length';
 }
+
+/**
+ * How /v1/completions spells logprobs: `openai` is OpenAI's legacy shape (tokens,
+ * token_logprobs, top_logprobs as {token: logprob} maps, text_offset), which vLLM also sends;
+ * `llama.cpp` is llama-server's, which uses the chat shape ({content: [{token, logprob, bytes,
+ * top_logprobs: [...]}]}) on /v1/completions too.
+ */
+export type LogprobsFlavour = 'openai' | 'llama.cpp';
 
 let counter = 0;
 /** A unique-enough id with OpenAI's prefixes ("chatcmpl-", "cmpl-"). */
@@ -58,27 +73,46 @@ export function chatCompletion(model: string, g: Generated, u: Usage): unknown {
         index: 0,
         message: { role: 'assistant', content: g.text, refusal: null },
         finish_reason: g.finishReason,
-        logprobs: g.logprobs
-          ? {
-              content: [
-                {
-                  token: g.logprobs.token,
-                  logprob: g.logprobs.logprob,
-                  bytes: bytes(g.logprobs.token),
-                  top_logprobs: g.logprobs.top.map((t) => ({ token: t.token, logprob: t.logprob, bytes: bytes(t.token) })),
-                },
-              ],
-              refusal: null,
-            }
-          : null,
+        logprobs: g.logprobs ? chatLogprobs(g.logprobs) : null,
       },
     ],
     usage: u,
   };
 }
 
+/** The chat logprobs shape: one entry per output position. */
+function chatLogprobs(positions: PositionLogprobs[]): unknown {
+  return {
+    content: positions.map((p) => ({
+      token: p.token,
+      logprob: p.logprob,
+      bytes: bytes(p.token),
+      top_logprobs: p.top.map((t) => ({ token: t.token, logprob: t.logprob, bytes: bytes(t.token) })),
+    })),
+    refusal: null,
+  };
+}
+
+/** OpenAI's legacy completions logprobs shape. */
+function legacyLogprobs(positions: PositionLogprobs[]): unknown {
+  const offsets: number[] = [];
+  let at = 0;
+  for (const p of positions) {
+    offsets.push(at);
+    at += p.token.length;
+  }
+  return {
+    tokens: positions.map((p) => p.token),
+    token_logprobs: positions.map((p) => p.logprob),
+    // One {token: logprob} map per position. Distinct keys are what let tokenizer variants
+    // ("3" and " 3") coexist here.
+    top_logprobs: positions.map((p) => Object.fromEntries(p.top.map((t) => [t.token, t.logprob]))),
+    text_offset: offsets,
+  };
+}
+
 /** A text_completion body with one choice per generated answer (one per prompt). */
-export function textCompletion(model: string, gs: Generated[], u: Usage): unknown {
+export function textCompletion(model: string, gs: Generated[], u: Usage, flavour: LogprobsFlavour = 'openai'): unknown {
   return {
     id: responseId('cmpl'),
     object: 'text_completion',
@@ -89,16 +123,7 @@ export function textCompletion(model: string, gs: Generated[], u: Usage): unknow
       index,
       text: g.text ?? '',
       finish_reason: g.finishReason,
-      logprobs: g.logprobs
-        ? {
-            tokens: [g.logprobs.token],
-            token_logprobs: [g.logprobs.logprob],
-            // Legacy shape: one {token: logprob} map per position. Distinct keys are what let
-            // tokenizer variants ("3" and " 3") coexist here.
-            top_logprobs: [Object.fromEntries(g.logprobs.top.map((t) => [t.token, t.logprob]))],
-            text_offset: [0],
-          }
-        : null,
+      logprobs: g.logprobs ? (flavour === 'llama.cpp' ? chatLogprobs(g.logprobs) : legacyLogprobs(g.logprobs)) : null,
     })),
     usage: u,
   };

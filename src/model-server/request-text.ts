@@ -57,12 +57,15 @@ export function completionPrompts(prompt: unknown): string[] {
 }
 
 /**
- * Classify a request, in this order: a chat request with an image_url part is 'caption';
+ * Classify a request, in this order: /classify with a pin marker in its input is 'teacher';
+ * a chat request with an image_url part is 'caption';
  * one asking for logprobs, containing the pin marker, or limited to one output token is
  * 'teacher'; anything else is 'other'.
  */
 export function classifyRequest(endpoint: string, body: unknown): RequestKind {
   if (!isObject(body)) return 'other';
+  // vLLM's pooling endpoint: a classifier teacher when the input is a teacher prompt.
+  if (endpoint === '/classify') return completionPrompts(body.input).join('\n').includes(PIN_OPEN) ? 'teacher' : 'other';
   if (endpoint.endsWith('/chat/completions') && imageUrls(body.messages).length > 0) return 'caption';
   // /v1/completions asks for logprobs with a number (legacy API), chat with `true`.
   const wantsLogprobs = body.logprobs === true || (typeof body.logprobs === 'number' && body.logprobs > 0);

@@ -2,8 +2,9 @@
  * The project's OpenAI-compatible model server: a stand-in for a real VLM and teacher LLM
  * whose answers, latency and failures a test can script. Built on node:http only.
  *
- * Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, and the
- * remote control under /_control (see control.ts) for scripts sent from another process.
+ * Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, vLLM's pooling
+ * endpoint POST /classify (a sequence-classification teacher), and the remote control under
+ * /_control (see control.ts) for scripts sent from another process.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -47,6 +48,8 @@ const DEFAULTS: Defaults = {
   models: ['pinrich-vlm', 'pinrich-teacher'],
   prefixCacheSize: 256,
   maxRecorded: 10_000,
+  logprobsFlavour: 'openai',
+  classifierClasses: 5,
 };
 
 /** Start a model server; resolves once it listens. */
@@ -157,8 +160,24 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<M
       const created = Math.floor(Date.now() / 1000);
       return reply(200, { object: 'list', data: defaults.models.map((id) => ({ id, object: 'model', created, owned_by: 'pinrich' })) });
     }
+    if (route === 'POST /classify') {
+      if (parseError) return reply(400, errorBody(400, 'We could not parse the JSON body of your request.'));
+      const invalidClassify = validateClassify(parsed);
+      if (invalidClassify) return reply(400, errorBody(400, invalidClassify));
+      const creq: CompletionRequest = { api: 'classify', body: parsed as Record<string, unknown>, kind, model: (parsed as { model: string }).model };
+      const scripted = scripts.take(kind, body);
+      rec.scripted = scripted !== undefined;
+      const outcome = await resolveOutcome(scripted, creq, closed.signal);
+      if (!outcome || res.destroyed) return;
+      setStatus(rec, outcome.status);
+      if (outcome.raw !== undefined) {
+        res.writeHead(outcome.status, { 'content-type': 'application/json', ...outcome.headers });
+        res.end(outcome.raw);
+      } else send(res, outcome.status, outcome.json, outcome.headers);
+      return;
+    }
     if (route !== 'POST /v1/chat/completions' && route !== 'POST /v1/completions') {
-      const known = ['/v1/models', '/v1/chat/completions', '/v1/completions'].includes(path);
+      const known = ['/v1/models', '/v1/chat/completions', '/v1/completions', '/classify'].includes(path);
       return known
         ? reply(405, errorBody(405, `Method ${req.method ?? ''} not allowed on ${path}.`))
         : reply(404, errorBody(404, `Unknown endpoint ${path}.`, 'unknown_url'));
@@ -238,6 +257,14 @@ function validate(api: 'chat' | 'completions', body: unknown): string | undefine
   } else if (completionPrompts(body.prompt).length === 0) {
     return "Invalid 'prompt': expected a string or a non-empty array of strings.";
   }
+  return undefined;
+}
+
+/** A /classify body vLLM would answer 400 to, described; undefined when fine. */
+function validateClassify(body: unknown): string | undefined {
+  if (!isObject(body)) return 'The request body must be a JSON object.';
+  if (typeof body.model !== 'string' || body.model.length === 0) return "Missing required parameter: 'model'.";
+  if (completionPrompts(body.input).length === 0) return "Invalid 'input': expected a string or a non-empty array of strings.";
   return undefined;
 }
 

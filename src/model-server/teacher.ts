@@ -1,6 +1,14 @@
 /**
  * Default teacher behaviour: a deterministic, plausible 5-way relevance distribution for a
- * teacher prompt, returned as the logprobs of a single output token.
+ * teacher prompt, and the answer a small real instruct model gives for it.
+ *
+ * Like SmolLM2-135M-Instruct on llama-server (measured: test/integration/llama-teacher.test.ts),
+ * an unconstrained answer is often not a bare digit: "The relevance is 4.", "**4**" or a
+ * leading space or newline, with the digits only among the first token's top candidates. A
+ * request that constrains decoding to the levels (llama.cpp `grammar`, vLLM
+ * `structured_outputs.choice` / `guided_choice`) gets the most probable digit, and — as on
+ * llama-server, whose logprobs are the softmax of the raw logits, before the grammar — the same
+ * candidates, non-digits included.
  *
  * The level comes from word overlap between the query (text after a "QUERY:" marker) and
  * the pin text (between "<<<PIN" and "PIN>>>"); without those markers it comes from a hash
@@ -87,4 +95,74 @@ export function teacherAnswer(prompt: string): TeacherAnswer {
   const ranked = candidates.map((c) => ({ token: c.token, logprob: Math.log(c.p) }));
   const chosen = ranked[0] as TokenLogprob;
   return { level, token: chosen.token, logprob: chosen.logprob, candidates: ranked };
+}
+
+/** One generated token with its top candidates. */
+export interface GeneratedToken {
+  token: string;
+  logprob: number;
+  top: TokenLogprob[];
+}
+
+/** A generated teacher answer: its text and every output position. */
+export interface TeacherGeneration {
+  text: string;
+  tokens: GeneratedToken[];
+  /** 'length' when max_tokens cut it short. */
+  finishReason: 'stop' | 'length';
+}
+
+/** The unconstrained answer styles of a small instruct model, picked per prompt by hash. */
+type Style = 'digit' | 'sentence' | 'bold' | 'space';
+
+/**
+ * The teacher's answer for a prompt, generated token by token up to `maxTokens`. `constrained`:
+ * the request restricted decoding to the five levels.
+ */
+export function teacherGeneration(prompt: string, opts: { constrained: boolean; maxTokens: number }): TeacherGeneration {
+  const a = teacherAnswer(prompt);
+  const h = fnv1a(`style:${prompt}`);
+  const digits = a.candidates.filter((c) => /^ ?[1-5]$/.test(c.token));
+  const digit = String(a.level);
+  const style: Style = opts.constrained ? 'digit' : (['digit', 'sentence', 'bold', 'space'] as const)[h % 4]!;
+  // What the first position looks like when the model is about to start a sentence or markdown:
+  // most of the mass on the word, the digits' shape kept underneath it.
+  const scaled = (first: string, p: number): TokenLogprob[] =>
+    [{ token: first, logprob: Math.log(p) }, ...digits.map((d) => ({ token: d.token, logprob: d.logprob + Math.log(1 - p) }))].sort((x, y) => y.logprob - x.logprob);
+  const digitPos: GeneratedToken = { token: digit, logprob: a.candidates.find((c) => c.token === digit)?.logprob ?? a.logprob, top: a.candidates };
+  const sure = (token: string): GeneratedToken => ({ token, logprob: -0.01, top: [{ token, logprob: -0.01 }] });
+  let tokens: GeneratedToken[];
+  switch (style) {
+    case 'digit':
+      // Constrained or not, the candidates are the raw distribution (the junk token included).
+      tokens = [digitPos];
+      break;
+    case 'sentence': {
+      const first = scaled('The', 0.7);
+      tokens = [{ token: 'The', logprob: first[0]!.logprob, top: first }, sure(' relevance'), sure(' is'), sure(' '), digitPos, sure('.')];
+      break;
+    }
+    case 'bold': {
+      const first = scaled('**', 0.6);
+      tokens = [{ token: '**', logprob: first[0]!.logprob, top: first }, digitPos, sure('**')];
+      break;
+    }
+    case 'space': {
+      const first = scaled(' ', 0.55);
+      tokens = [{ token: ' ', logprob: first[0]!.logprob, top: first }, digitPos];
+      break;
+    }
+  }
+  const cut = tokens.slice(0, Math.max(1, opts.maxTokens));
+  return { text: cut.map((t) => t.token).join(''), tokens: cut, finishReason: cut.length < tokens.length || cut.length === opts.maxTokens ? 'length' : 'stop' };
+}
+
+/** Whether a chat or completions body constrains decoding to a choice or grammar (llama.cpp, vLLM). */
+export function isConstrained(body: Record<string, unknown>): boolean {
+  const so = body.structured_outputs;
+  return (
+    (typeof body.grammar === 'string' && body.grammar.length > 0) ||
+    (typeof so === 'object' && so !== null && Array.isArray((so as { choice?: unknown }).choice)) ||
+    Array.isArray(body.guided_choice)
+  );
 }

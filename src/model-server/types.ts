@@ -3,6 +3,8 @@
  * real VLM and teacher LLM, used by tests, the offline demo and benchmarks).
  */
 
+import type { LogprobsFlavour } from './openai-shapes.js';
+
 /** How the server classifies a request; see `classifyRequest` for the exact rules. */
 export type RequestKind = 'caption' | 'teacher' | 'other';
 
@@ -65,6 +67,10 @@ export interface Defaults {
   prefixCacheSize: number;
   /** How many requests `requests()` keeps (oldest dropped first); counters stay exact. Default 10 000. */
   maxRecorded: number;
+  /** The /v1/completions logprobs shape: OpenAI's legacy one (also vLLM's; default) or llama-server's. */
+  logprobsFlavour: LogprobsFlavour;
+  /** Classes of the stand-in classifier behind POST /classify (a relevance classifier has 5). Default 5. */
+  classifierClasses: number;
 }
 
 /** One request the server received, recorded when it arrives and completed when answered. */

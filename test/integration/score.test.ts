@@ -182,20 +182,21 @@ describe('score worker', () => {
     expect(label!.distribution!.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12);
     expect(label!.expected_score).toBeCloseTo((2 * 0.03 + 3 * 0.3 + 4 * 0.5 + 5 * 0.1) / 0.93, 9);
     expect(label!.label).toBe(4);
-    expect(label!.label_source).toBe('logprobs');
+    // The request constrained decoding to the five levels (llama.cpp grammar / vLLM choice).
+    expect(label!.label_source).toBe('constrained');
     expect(label!.cached).toBe(false);
     expect(label!.usage).toEqual({ prompt_tokens: 400, completion_tokens: 1, total_tokens: 401, cached_prompt_tokens: 256 });
 
     // The record says which prompt, model, parameters and document it came from.
     const [req] = teacherRequests(`qdist${run}`);
     const body = req!.body as { model: string; temperature: number; max_tokens: number; logprobs: boolean; top_logprobs: number; messages: ChatMessage[] };
-    expect(body).toMatchObject({ model: e.config.teacherModel, temperature: 0, max_tokens: 1, logprobs: true, top_logprobs: 20 });
+    expect(body).toMatchObject({ model: e.config.teacherModel, temperature: 0, max_tokens: 8, logprobs: true, top_logprobs: 20, grammar: 'root ::= [1-5]' });
     expect(label!.teacher).toEqual({
       model: e.config.teacherModel,
       prompt_version: 'teacher-v1',
       prompt_hash: promptHash(body.messages),
       temperature: 0,
-      max_tokens: 1,
+      max_tokens: 8,
       top_logprobs: 20,
     });
     expect(label!).toMatchObject({ pin_id: pinId, query, language: 'en', doc_version: doc.version, doc_hash: doc.content_hash });
@@ -318,7 +319,7 @@ describe('score worker', () => {
     expect(teacherRequests(`qbad${run}`)).toHaveLength(2);
 
     const [label] = await labelsFor(e, [pg.pair_id]);
-    expect(label).toMatchObject({ label: 4, label_source: 'logprobs', distribution: [0, 0, 0, 1, 0] });
+    expect(label).toMatchObject({ label: 4, label_source: 'constrained', distribution: [0, 0, 0, 1, 0] });
     expect(teacherRequests(`qgood${run}`)).toHaveLength(2);
     // The label's usage counts both calls it took.
     const calls = teacherRequests(`qgood${run}`).length;
@@ -400,7 +401,7 @@ describe('score worker, completions teacher (PINRICH_TEACHER_API=completions)', 
     expect(requests).toBeLessThan(pairs.length);
     for (const l of labels) {
       expect(l.teacher.prompt_version).toBe('teacher-v1-completion');
-      expect(l.label_source).toBe('logprobs');
+      expect(l.label_source).toBe('constrained');
       expect(l.distribution).toHaveLength(5);
     }
     // Usage summed over the labels is what the requests reported, and later prompts of a pin hit the prefix cache.

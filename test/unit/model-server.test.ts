@@ -16,6 +16,9 @@ function teacherPrompt(pinText: string, query: string): string {
   return `Rate how relevant the pin is to the query on a 1-5 scale.\n<<<PIN\n${pinText}\nPIN>>>\nQUERY: ${query}\nAnswer with one digit.`;
 }
 
+/** llama.cpp's request field constraining the answer to one level digit (cast: not in the SDK's types). */
+const LEVELS = { grammar: 'root ::= [1-5]' } as unknown as Record<string, never>;
+
 const CAKE_PIN = 'Title: Red velvet cake recipe\nDescription: a moist layered red velvet cake with cream cheese frosting';
 
 describe('model server', () => {
@@ -39,8 +42,9 @@ describe('model server', () => {
       model: VLM_MODEL,
       messages: [{ role: 'user', content: [{ type: 'text', text: 'Describe the image factually in one sentence.' }, { type: 'image_url', image_url: { url } }] }],
     });
+  // Constrained to the five levels (llama.cpp's grammar field), as pinrich's teacher asks by default.
   const teacher = (prompt: string, c: OpenAI = client) =>
-    c.chat.completions.create({ model: TEACHER_MODEL, messages: [{ role: 'user', content: prompt }], max_tokens: 1, logprobs: true, top_logprobs: 5 });
+    c.chat.completions.create({ model: TEACHER_MODEL, messages: [{ role: 'user', content: prompt }], max_tokens: 1, logprobs: true, top_logprobs: 5, ...LEVELS });
   const chat = (text: string, c: OpenAI = client) => c.chat.completions.create({ model: VLM_MODEL, messages: [{ role: 'user', content: text }] });
 
   it('binds loopback on a free port', () => {
@@ -96,9 +100,10 @@ describe('model server', () => {
       max_tokens: 1,
       logprobs: true,
       top_logprobs: 2,
+      ...LEVELS,
     });
     expect(two.choices[0]?.logprobs?.content?.[0]?.top_logprobs).toHaveLength(2);
-    const none = await client.chat.completions.create({ model: TEACHER_MODEL, messages: [{ role: 'user', content: teacherPrompt(CAKE_PIN, 'cake') }], max_tokens: 1 });
+    const none = await client.chat.completions.create({ model: TEACHER_MODEL, messages: [{ role: 'user', content: teacherPrompt(CAKE_PIN, 'cake') }], max_tokens: 1, ...LEVELS });
     expect(none.choices[0]?.message.content).toMatch(/^[1-5]$/);
     expect(none.choices[0]?.logprobs).toBeNull();
   });
@@ -216,7 +221,7 @@ describe('model server', () => {
 
   it('answers /v1/completions with one choice per prompt and legacy logprobs', async () => {
     const prompts = [teacherPrompt(CAKE_PIN, 'red velvet cake'), teacherPrompt(CAKE_PIN, 'garden shed'), teacherPrompt(CAKE_PIN, 'cake frosting')];
-    const res = await client.completions.create({ model: TEACHER_MODEL, prompt: prompts, max_tokens: 1, logprobs: 5 });
+    const res = await client.completions.create({ model: TEACHER_MODEL, prompt: prompts, max_tokens: 1, logprobs: 5, ...LEVELS });
     expect(res.object).toBe('text_completion');
     expect(res.choices.map((c) => c.index)).toEqual([0, 1, 2]);
     expect(res.choices[0]?.text).toBe('5');

@@ -10,13 +10,14 @@
  */
 import type { Redis } from './client.js';
 import type { TokenUsage } from '../../../schemas/common.js';
+import { LabelSource } from '../../../schemas/label.js';
 
 /** What a cache hit restores: the parsed answer and what the original call cost. */
 export interface CachedLabel {
   label: number;
   distribution: number[] | null;
   expected_score: number;
-  label_source: 'logprobs' | 'hard_only';
+  label_source: LabelSource;
   usage: TokenUsage;
   latency_ms: number;
   /** When the model produced it (RFC 3339). */
@@ -60,7 +61,7 @@ function parseEntry(raw: string): CachedLabel | null {
   }
   const e = v as Partial<CachedLabel> | null;
   if (!e || typeof e.label !== 'number' || e.label < 1 || e.label > 5 || typeof e.expected_score !== 'number' || !e.usage) return null;
-  if (e.label_source !== 'logprobs' && e.label_source !== 'hard_only') return null;
+  if (!LabelSource.safeParse(e.label_source).success) return null;
   if (e.distribution !== null && !(Array.isArray(e.distribution) && e.distribution.length === 5)) return null;
   return e as CachedLabel;
 }

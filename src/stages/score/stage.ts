@@ -29,7 +29,7 @@ import type { CachedLabel, LabelCache, LabelCacheKey } from '../../adapters/redi
 import type { RateLimiter } from '../../adapters/redis/rate-limit.js';
 import type { Topics } from '../../config.js';
 import { decodeRecord, summariseIssues } from '../../core/decode.js';
-import { parseTeacherAnswer } from '../../core/teacher-answer.js';
+import { labelFromLevelProbs, parseTeacherAnswer } from '../../core/teacher-answer.js';
 import { buildTeacherCompletionPrompt, buildTeacherPrompt, DEFAULT_PROMPT_LIMITS, type PromptLimits, type TeacherPrompt } from '../../core/teacher-prompt.js';
 import type { DeadLetterCode } from '../../../schemas/dead-letter.js';
 import { deadLetterCodeOf, describeError, isPinrichError, PinrichError, type ErrorCode } from '../../errors.js';
@@ -107,9 +107,10 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
   const answerAttempts = Math.max(1, deps.answerAttempts ?? 2);
   const limits = deps.promptLimits ?? DEFAULT_PROMPT_LIMITS;
   const params = teacher.params;
-  // The completions teacher takes the plain-text rendering (its own prompt version and cache keys).
-  const buildPrompt = teacher.api === 'completions' ? buildTeacherCompletionPrompt : buildTeacherPrompt;
-  const paramsTag = `t${params.temperature}-m${params.max_tokens}-k${params.top_logprobs}`;
+  // The completions and classify teachers take the plain-text rendering (its own prompt version and cache keys).
+  const buildPrompt = teacher.api === 'completions' || teacher.api === 'classify' ? buildTeacherCompletionPrompt : buildTeacherPrompt;
+  // A constrained answer may differ from an unconstrained one: the constraint is part of the key.
+  const paramsTag = `t${params.temperature}-m${params.max_tokens}-k${params.top_logprobs}${params.constrain && params.constrain !== 'none' ? `-c${params.constrain}` : ''}${teacher.api === 'classify' ? '-classify' : ''}`;
   const stats: ScoreStats = {
     pairs: 0,
     labels: 0,
@@ -192,7 +193,9 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
         stats.promptTokens += reply.usage.prompt_tokens;
         stats.cachedPromptTokens += reply.usage.cached_prompt_tokens;
       }
-      const parsed = parseTeacherAnswer({ content: reply.content, topLogprobs: reply.topLogprobs });
+      const parsed = reply.levelProbs
+        ? labelFromLevelProbs(reply.levelProbs)
+        : parseTeacherAnswer({ content: reply.content, topLogprobs: reply.topLogprobs, positions: reply.positions, constrained: reply.constrained });
       if (!parsed.ok) {
         lastReason = parsed.reason;
         log.debug('teacher answer is not a level', { attempt, reason: parsed.reason });

@@ -4,7 +4,7 @@
  * (app.ts) starts the worker around it with the registry's settings (src/workers.ts).
  */
 import { createOpenAiClient } from '../../adapters/openai/client.js';
-import { createCompletionsTeacher, createTeacher } from '../../adapters/openai/teacher.js';
+import { createClassifyTeacher, createCompletionsTeacher, createTeacher } from '../../adapters/openai/teacher.js';
 import type { Redis } from '../../adapters/redis/client.js';
 import { createRedisDocumentReader } from '../../adapters/redis/documents.js';
 import { redisKeys } from '../../adapters/redis/keys.js';
@@ -38,10 +38,19 @@ export function createScoreStageFromConfig(
 ): Stage & { stats(): ScoreStats } {
   if (!config.teacherBaseUrl) throw new PinrichError('config_invalid', 'PINRICH_TEACHER_BASE_URL is required to run the score worker');
   const client = createOpenAiClient({ baseURL: config.teacherBaseUrl, apiKey: config.teacherApiKey });
+  const scoreLog = log.child({ worker: 'score' });
+  const generative = {
+    maxTokens: config.teacherMaxTokens,
+    constrain: config.teacherConstrain,
+    onConstraintRejected: (reason: string) =>
+      scoreLog.warn('the teacher server rejects constrained decoding (grammar / structured_outputs); asking without it from now on', { reason }),
+  };
   const bare =
-    config.teacherApi === 'completions'
-      ? createCompletionsTeacher(client, config.teacherModel, config.teacherTopLogprobs, config.teacherBatch)
-      : createTeacher(client, config.teacherModel, config.teacherTopLogprobs);
+    config.teacherApi === 'classify'
+      ? createClassifyTeacher(client, config.teacherModel, config.teacherClassLevels)
+      : config.teacherApi === 'completions'
+        ? createCompletionsTeacher(client, config.teacherModel, config.teacherTopLogprobs, config.teacherBatch, generative)
+        : createTeacher(client, config.teacherModel, config.teacherTopLogprobs, generative);
   const teacher = metrics ? instrumentTeacher(bare, metrics) : bare;
   return createScoreStage({
     teacher,
@@ -62,6 +71,6 @@ export function createScoreStageFromConfig(
     maxRecordBytes: config.maxRecordBytes,
     topics: topics(config),
     clock,
-    log: log.child({ worker: 'score' }),
+    log: scoreLog,
   });
 }
