@@ -202,7 +202,7 @@ export async function runStreamsPeer(o: StreamsRunOptions): Promise<StreamsRunRe
     'num.stream.threads': o.threads ?? 2,
     'commit.interval.ms': o.commitIntervalMs ?? o.config.enrichWindowMs,
     'statestore.cache.max.bytes': o.cacheBytes ?? 64 * 2 ** 20,
-    store: 'RocksDB (persistent, cached, changelogged)',
+    store: 'RocksDB (persistent, cached, changelogged; 64 MiB shared block cache incl. memtables); dirty set in memory (changelogged)',
     topK: o.topK ?? o.config.enrichTopK,
     heap: o.heap ?? '512m',
     partitions: o.config.topicPartitions,

@@ -43,7 +43,12 @@ import org.apache.kafka.streams.processor.api.Record;
 import org.apache.kafka.streams.processor.api.RecordMetadata;
 import org.apache.kafka.streams.state.KeyValueIterator;
 import org.apache.kafka.streams.state.KeyValueStore;
+import org.apache.kafka.streams.state.RocksDBConfigSetter;
 import org.apache.kafka.streams.state.Stores;
+import org.rocksdb.BlockBasedTableConfig;
+import org.rocksdb.LRUCache;
+import org.rocksdb.Options;
+import org.rocksdb.WriteBufferManager;
 
 /**
  * The Kafka Streams peer of pinrich's enrich worker, for the benchmarks (bench/streams.ts): the
@@ -61,9 +66,10 @@ import org.apache.kafka.streams.state.Stores;
  *       the hash changed (version + 1); a deleted pin becomes a tombstone.
  * </ul>
  *
- * <p>Every store is a RocksDB key-value store with the record cache and a changelog topic (the
- * Kafka Streams defaults): state is as durable as enrich's Redis state, and the cache coalesces
- * the writes of one commit interval, as enrich's window does. Both input topics are keyed by
+ * <p>Every store has the record cache and a changelog topic (the Kafka Streams defaults), so
+ * state is as durable as enrich's Redis state and the cache coalesces the writes of one commit
+ * interval, as enrich's window does. The state proper (dedup ids, counts, pins, emitted
+ * versions) is in RocksDB; the small dirty set is an in-memory store (see its declaration). Both input topics are keyed by
  * pin id with the same partition count, so one task owns a pin on both (co-partitioning).
  *
  * <p>What it leaves out compared with enrich: captions (the benchmark has none), language
@@ -118,6 +124,10 @@ public final class EnrichStreams {
     // A single-broker cluster: changelog topics with one replica.
     p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
     p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+    // No JMX reporter: every store iterator registers (and JMX re-registers) an open-iterator
+    // gauge, which showed in the stream threads' stacks; the peer reports on stdout instead.
+    p.put(StreamsConfig.METRIC_REPORTER_CLASSES_CONFIG, "");
+    p.put(StreamsConfig.ROCKSDB_CONFIG_SETTER_CLASS_CONFIG, BoundedRocksDbMemory.class);
 
     Topology topology = new Topology();
     topology.addSource("pins", new StringDeserializer(), new ByteArrayDeserializer(), pinsTopic);
@@ -126,7 +136,10 @@ public final class EnrichStreams {
     topology.addStateStore(Stores.keyValueStoreBuilder(Stores.persistentKeyValueStore("seen"), Serdes.String(), Serdes.Long()).withCachingEnabled(), "enrich");
     topology.addStateStore(Stores.keyValueStoreBuilder(Stores.persistentKeyValueStore("counts"), Serdes.String(), Serdes.Long()).withCachingEnabled(), "enrich");
     topology.addStateStore(Stores.keyValueStoreBuilder(Stores.persistentKeyValueStore("pins"), Serdes.String(), Serdes.ByteArray()).withCachingEnabled(), "enrich");
-    topology.addStateStore(Stores.keyValueStoreBuilder(Stores.persistentKeyValueStore("dirty"), Serdes.String(), Serdes.Long()).withCachingEnabled(), "enrich");
+    // The dirty set is a queue (put, iterate, delete): in RocksDB every flush's seek would wade
+    // through the tombstones of all earlier deletes. Kafka Streams' in-memory store (a sorted map,
+    // restored from its changelog on fail-over) is the store made for it.
+    topology.addStateStore(Stores.keyValueStoreBuilder(Stores.inMemoryKeyValueStore("dirty"), Serdes.String(), Serdes.Long()).withCachingEnabled(), "enrich");
     topology.addStateStore(Stores.keyValueStoreBuilder(Stores.persistentKeyValueStore("emitted"), Serdes.String(), Serdes.String()).withCachingEnabled(), "enrich");
     topology.addSink("out", outputTopic, new StringSerializer(), new ByteArraySerializer(), "enrich");
 
@@ -224,6 +237,36 @@ public final class EnrichStreams {
   }
 
   record Counted(String text, long count) {}
+
+  /**
+   * RocksDB memory bounded for the whole process, the recipe of the Kafka Streams memory
+   * management docs: without it every store instance (4 tasks x 4 stores here) gets its own
+   * 50 MiB block cache and three 16 MiB memtables, and the JVM's RSS says more about those
+   * defaults than about the work. One LRU cache of `pinrich.rocksdb.bytes` (default 64 MiB)
+   * holds the blocks, the index and filter blocks and, through the write buffer manager, half of
+   * it the memtables.
+   */
+  public static final class BoundedRocksDbMemory implements RocksDBConfigSetter {
+    static final long TOTAL = Long.getLong("pinrich.rocksdb.bytes", 64L << 20);
+    private static final LRUCache CACHE = new LRUCache(TOTAL, -1, false, 0.1);
+    private static final WriteBufferManager WRITE_BUFFERS = new WriteBufferManager(TOTAL / 2, CACHE);
+
+    @Override
+    public void setConfig(String storeName, Options options, Map<String, Object> configs) {
+      BlockBasedTableConfig table = (BlockBasedTableConfig) options.tableFormatConfig();
+      table.setBlockCache(CACHE);
+      table.setCacheIndexAndFilterBlocks(true);
+      table.setCacheIndexAndFilterBlocksWithHighPriority(true);
+      table.setPinTopLevelIndexAndFilter(true);
+      options.setWriteBufferManager(WRITE_BUFFERS);
+      options.setTableFormatConfig(table);
+    }
+
+    @Override
+    public void close(String storeName, Options options) {
+      // The cache and the write buffer manager are shared by every store: never closed here.
+    }
+  }
 
   static final class EnrichProcessor implements Processor<String, byte[], String, byte[]> {
     private final String pinsTopic;
@@ -366,14 +409,7 @@ public final class EnrichStreams {
       flushedRecords = through;
     }
 
-    private List<Counted> top(String prefix) {
-      List<Counted> all = new ArrayList<>();
-      try (KeyValueIterator<String, Long> it = counts.prefixScan(prefix, new StringSerializer())) {
-        while (it.hasNext()) {
-          KeyValue<String, Long> kv = it.next();
-          all.add(new Counted(kv.key.substring(prefix.length()), kv.value));
-        }
-      }
+    private List<Counted> top(List<Counted> all) {
       // Highest count first, then by text (UTF-16 order, as JavaScript compares strings).
       all.sort((x, y) -> x.count != y.count ? Long.compare(y.count, x.count) : x.text.compareTo(y.text));
       return all.size() > topK ? all.subList(0, topK) : all;
@@ -391,9 +427,21 @@ public final class EnrichStreams {
         }
         return;
       }
-      List<Counted> boards = top(pin + SEP + "b" + SEP);
-      List<Counted> queries = top(pin + SEP + "q" + SEP);
-      Long n = counts.get(pin + SEP + "n");
+      // One scan over the pin's counters: "<pin>\1n", "<pin>\1b\1<title>", "<pin>\1q\1<query>".
+      List<Counted> boards = new ArrayList<>();
+      List<Counted> queries = new ArrayList<>();
+      long n = 0;
+      String prefix = pin + SEP;
+      try (KeyValueIterator<String, Long> it = counts.prefixScan(prefix, new StringSerializer())) {
+        while (it.hasNext()) {
+          KeyValue<String, Long> kv = it.next();
+          char kind = kv.key.charAt(prefix.length());
+          if (kind == 'n') n = kv.value;
+          else (kind == 'b' ? boards : queries).add(new Counted(kv.key.substring(prefix.length() + 2), kv.value));
+        }
+      }
+      boards = top(boards);
+      queries = top(queries);
       String language = text(meta, "language");
       ObjectNode doc = JSON.createObjectNode();
       doc.put("schema", "enriched_document");
@@ -412,7 +460,7 @@ public final class EnrichStreams {
       for (Counted c : boards) b.addObject().put("text", c.text).put("count", c.count);
       ArrayNode q = doc.putArray("engaged_queries");
       for (Counted c : queries) q.addObject().put("text", c.text).put("count", c.count);
-      doc.put("engagement_count", n == null ? 0 : n);
+      doc.put("engagement_count", n);
       doc.put("pin_text", pinText(doc, boards, queries));
       String hash = HexFormat.of().formatHex(sha256.digest(JSON.writeValueAsBytes(doc)));
       String previous = emitted.get(pin);
