@@ -219,7 +219,12 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
       // A stage may hold records across batches (StageResult.commitOffset): commit only what it says is durable.
       const commitAt = result.commitOffset === undefined ? (BigInt(last) + 1n).toString() : result.commitOffset;
       if (commitAt !== null) {
-        const committed = await withRetry('offset commit', () => consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: commitAt }]), payload);
+        // Through the batch's own commit, not consumer.commitOffsets: once SIGTERM has called
+        // consumer.stop(), kafkajs' consumer.commitOffsets returns without committing ("consumer
+        // not running"), so a drained batch would be published and then redelivered. This one
+        // commits under the batch's generation (a fenced member is still rejected by the broker).
+        const offsets = { topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: commitAt }] }] };
+        const committed = await withRetry('offset commit', () => payload.commitOffsetsIfNecessary(offsets), payload);
         if (committed === ABANDONED) return;
       }
       stats.records += records.length;

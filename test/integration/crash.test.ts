@@ -10,6 +10,7 @@ import { createRedisEnrichStore } from '../../src/adapters/redis/enrich-state.js
 import { redisKeys } from '../../src/adapters/redis/keys.js';
 import { foldText } from '../../src/core/text.js';
 import { loadConfig } from '../../src/config.js';
+import { startModelServer } from '../../src/model-server/server.js';
 import { createRandom } from '../../src/demo/sample.js';
 import { caughtUp, latestByKey, produce, readToEnd, setupTopics, testEnv, testKafka, waitFor } from '../support/harness.js';
 
@@ -96,27 +97,51 @@ describe('enrich worker process', () => {
   });
 
   it('on SIGTERM finishes in-flight work, commits, and leaves the group', async () => {
-    const env = testEnv();
-    const config = loadConfig(env);
-    const t = await setupTopics(config);
-    const { pinEvents, engagement } = makeWorkload(10, 3_000);
-    await produce(config, t.pinEvents, pinEvents);
-    await produce(config, t.engagement, engagement);
-    const child = startWorkerProcess(env);
-    await waitFor('the group to catch up', () => caughtUp(config, `${config.groupPrefix}.enrich`, [t.pinEvents, t.engagement]), 120_000, 300);
-    const started = Date.now();
-    child.kill('SIGTERM');
-    const [code] = await once(child, 'exit');
-    expect(code).toBe(0);
-    expect(Date.now() - started).toBeLessThan(30_000);
-    const admin = testKafka(config).admin();
-    await admin.connect();
+    // A slow model keeps caption calls in flight when SIGTERM lands: the worker must let them
+    // finish, publish their captions and commit those records before it leaves the group.
+    const server = await startModelServer();
     try {
-      const { groups } = await admin.describeGroups([`${config.groupPrefix}.enrich`]);
-      expect(groups[0]!.members).toHaveLength(0); // left the group, no session to time out
-      expect(groups[0]!.state).toBe('Empty');
+      server.script({ kind: 'caption', match: 'slow-image', times: Infinity, reply: { delayMs: 2_500 } });
+      const env = testEnv({ PINRICH_VLM_BASE_URL: server.baseUrl });
+      const config = loadConfig(env);
+      const t = await setupTopics(config);
+      const pins = Array.from({ length: 6 }, (_, i) => ({
+        key: `p${i}`,
+        value: { schema: 'pin_event', schema_version: 1, type: 'created', pin_id: `p${i}`, event_time: new Date(T0).toISOString(), title: `Pin ${i}`, description: 'Easy weeknight pasta', image_url: `https://images.example.com/slow-image-${i}.jpg`, language: 'en' },
+      }));
+      await produce(config, t.pinEvents, pins);
+      const child = startWorkerProcess(env, 'caption');
+      const pending = () => server.requests().filter((r) => r.kind === 'caption' && r.status === 0);
+      // Positive signal that work is in flight: requests at the model, none answered yet.
+      await waitFor('caption calls in flight', async () => pending().length > 0, 120_000, 50);
+      const inFlight = pending().length;
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(0);
+      // Every call the worker started was answered, none abandoned (499 = client went away).
+      const calls = server.requests().filter((r) => r.kind === 'caption');
+      expect(calls.length).toBeGreaterThanOrEqual(inFlight);
+      expect(calls.map((r) => r.status)).toEqual(calls.map(() => 200));
+      // Their captions are published ...
+      const captions = (await readToEnd(config, t.captions)).map((r) => JSON.parse(r.value!) as { pin_id: string; status: string });
+      const called = new Set(calls.map((r) => /slow-image-(\d+)/.exec(JSON.stringify(r.body))![1]).map((i) => `p${i}`));
+      expect(new Set(captions.filter((c) => c.status === 'ok').map((c) => c.pin_id))).toEqual(called);
+      // ... and their records committed: the group's offsets are past each captioned pin event.
+      const source = await readToEnd(config, t.pinEvents);
+      const admin = testKafka(config).admin();
+      await admin.connect();
+      try {
+        const [committed] = await admin.fetchOffsets({ groupId: `${config.groupPrefix}.caption`, topics: [t.pinEvents] });
+        const at = new Map(committed!.partitions.map((p) => [p.partition, BigInt(p.offset)]));
+        for (const r of source.filter((r) => called.has(r.key!))) expect(at.get(r.partition)! > BigInt(r.offset)).toBe(true);
+        const { groups } = await admin.describeGroups([`${config.groupPrefix}.caption`]);
+        expect(groups[0]!.members).toHaveLength(0); // left the group, no session to time out
+        expect(groups[0]!.state).toBe('Empty');
+      } finally {
+        await admin.disconnect();
+      }
     } finally {
-      await admin.disconnect();
+      await server.close();
     }
   });
 });
