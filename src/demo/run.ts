@@ -342,7 +342,9 @@ async function countDumpedRows(config: Config): Promise<number> {
   if (sync !== 0) return -1;
   const code = await runLabelsCommand(['query', 'select count(*) as n from labels', '--format', 'json'], config, (s) => lines.push(s));
   if (code !== 0) return -1;
-  const parsed = JSON.parse(lines.join('')) as Array<{ n: number }>;
+  // Before the first object is synced the query also prints a note ahead of its JSON: skip it.
+  const text = lines.join('');
+  const parsed = JSON.parse(text.slice(text.indexOf('['))) as Array<{ n: number }>;
   return Number(parsed[0]?.n ?? 0);
 }
 
