@@ -28,7 +28,7 @@ export interface PinTextSource {
  * undefined when Redis cannot be reached.
  */
 export async function redisPinTexts(
-  config: Pick<Config, 'redisUrl' | 'redisTlsCaFile' | 'redisKeyPrefix'>,
+  config: Pick<Config, 'redisUrl' | 'redisTlsCaFile' | 'redisKeyPrefix'> & Partial<Pick<Config, 'redisCluster'>>,
   timeoutMs = 3_000,
 ): Promise<PinTextSource | undefined> {
   const redis: Redis = createRedisFromConfig(config);

@@ -10,7 +10,11 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createRedisCaptionCache } from '../../src/adapters/redis/caption-cache.js';
 import { createRedisFromConfig, type Redis } from '../../src/adapters/redis/client.js';
 import { createRedisLabelCache, type CachedLabel, type LabelCacheKey } from '../../src/adapters/redis/label-cache.js';
+import { createRedisDocumentReader } from '../../src/adapters/redis/documents.js';
+import { redisKeys } from '../../src/adapters/redis/keys.js';
 import { createRateLimiter } from '../../src/adapters/redis/rate-limit.js';
+import type { Config } from '../../src/config.js';
+import { redisPinTexts } from '../../src/labels/export.js';
 import { clusterInfo, clusterOk, REDIS_CLUSTER_MASTERS } from '../../src/stack/redis-cluster.js';
 import { REDIS_MODES, stack, testConfig, redisEnv, type RedisMode } from '../support/harness.js';
 
@@ -41,9 +45,10 @@ describe.skipIf(!inject('stack'))('the local Redis Cluster', () => {
 describe.skipIf(!inject('stack')).each(REDIS_MODES)('Redis adapters on %s Redis', (mode: RedisMode) => {
   let redis: Redis;
   let prefix: string;
+  let config: Config;
 
   beforeAll(async () => {
-    const config = testConfig(redisEnv(mode));
+    config = testConfig(redisEnv(mode));
     prefix = config.redisKeyPrefix;
     redis = createRedisFromConfig(config);
     await redis.ping();
@@ -92,6 +97,28 @@ describe.skipIf(!inject('stack')).each(REDIS_MODES)('Redis adapters on %s Redis'
     expect(ttl).toBeGreaterThan(3_500);
     expect(ttl).toBeLessThanOrEqual(3_600);
     if (mode === 'cluster') expect(await mastersHolding('label:*')).toBeGreaterThan(1);
+  });
+
+  it('documents: the score reader and `labels export` read every pin\'s document, across slots', async () => {
+    const keys = redisKeys(prefix);
+    const pins = Array.from({ length: 30 }, (_, i) => `pin-${String(i).padStart(6, '0')}`);
+    for (const [i, pin] of pins.entries()) {
+      if (i % 5 !== 4) await redis.set(keys.document(pin), JSON.stringify({ pin_id: pin, version: i + 1, content_hash: `h${i}`, pin_text: `text of ${pin}` }));
+    }
+    const reader = createRedisDocumentReader(redis, keys);
+    const docs = await reader.getDocuments(pins);
+    expect(docs.map((d) => (d === null ? null : (JSON.parse(d) as { pin_id: string }).pin_id))).toEqual(pins.map((p, i) => (i % 5 === 4 ? null : p)));
+    expect(await reader.getDocument(pins[0]!)).toContain('text of pin-000000');
+    const texts = await redisPinTexts(config);
+    expect(texts).toBeDefined();
+    try {
+      const got = await texts!.get(pins);
+      expect([...got.keys()].sort()).toEqual(pins.filter((_, i) => i % 5 !== 4));
+      expect(got.get('pin-000003')).toEqual({ pinText: 'text of pin-000003', version: 4, contentHash: 'h3' });
+    } finally {
+      texts!.close();
+    }
+    if (mode === 'cluster') expect(await mastersHolding('doc:*')).toBeGreaterThan(1);
   });
 
   it('rate limiter: a bucket of 5 requests per second lets 5 through at once and makes the 6th wait', async () => {
