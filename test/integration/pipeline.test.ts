@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type RunningApp } from '../../src/app.js';
+import { PARTITIONER } from '../../src/adapters/kafka/client.js';
 import { createRedisFromConfig } from '../../src/adapters/redis/client.js';
 import { createRedisDocumentReader } from '../../src/adapters/redis/documents.js';
 import { redisKeys } from '../../src/adapters/redis/keys.js';
@@ -41,6 +42,18 @@ afterAll(async () => {
 
 async function start(config: Config, which: Array<'caption' | 'enrich'> = ['caption', 'enrich']): Promise<RunningApp> {
   return startApp(config, which, silentLogger, { tickMs: 50 });
+}
+
+/**
+ * A pin id whose records land on the same partition as `pinId`'s (pinrich's partitioner): a
+ * marker record produced after a test's input. Enrich flushes a partition's dirty pins oldest
+ * first, so once the marker's document is on pins.enriched, anything still owed for `pinId` was
+ * published before it: a positive signal that "nothing more follows", instead of a sleep.
+ */
+function markerFor(pinId: string, partitions: number): string {
+  const partitionMetadata = Array.from({ length: partitions }, (_, i) => ({ partitionErrorCode: 0, partitionId: i, leader: 0, replicas: [0], isr: [0], offlineReplicas: [] }));
+  const partition = (key: string) => PARTITIONER()({ topic: 'pins.enriched', partitionMetadata, message: { key, value: null } });
+  for (let i = 0; ; i++) if (partition(`marker-${i}`) === partition(pinId)) return `marker-${i}`;
 }
 
 function docsOf(records: Array<{ key: string | null; value: string | null }>): Map<string, Doc | null> {
@@ -201,10 +214,12 @@ describe('enrich worker', () => {
       const v1 = await readUntil(config, t.enriched, (r) => r.length >= 1);
       expect(JSON.parse(v1[0]!.value!).version).toBe(1);
       await produce(config, t.engagement, Array.from({ length: 50 }, (_, i) => ({ key: 'b', value: click(`burst-${i}`, 'b', `query ${i % 5}`) })));
-      const all = await readUntil(config, t.enriched, (r) => r.some((m) => JSON.parse(m.value!).engagement_count === 50));
-      await new Promise((r) => setTimeout(r, 2_000)); // nothing more may follow
-      const after = await readUntil(config, t.enriched, (r) => r.length >= all.length);
-      const versions = after.map((m) => JSON.parse(m.value!).version);
+      await readUntil(config, t.enriched, (r) => r.some((m) => JSON.parse(m.value!).engagement_count === 50));
+      // Nothing more may follow for b: read on until a later marker's document is published.
+      const marker = markerFor('b', config.topicPartitions);
+      await produce(config, t.pinEvents, [{ key: marker, value: pinEvent(marker, { image_url: undefined }) }]);
+      const after = await readUntil(config, t.enriched, (r) => r.some((m) => m.key === marker));
+      const versions = after.filter((m) => m.key === 'b').map((m) => JSON.parse(m.value!).version);
       expect(versions).toEqual([1, 2]);
     } finally {
       await app.stop();
@@ -223,11 +238,13 @@ describe('enrich worker', () => {
       // Applied, flushed, found identical by content hash: nothing published.
       await waitFor('the redelivered event to be flushed', async () => app.stats().enrich!.unchanged >= 1);
       await produce(config, t.engagement, [{ key: 'u', value: save('u1', 'u', 'Board') }]);
-      const recs = await readUntil(config, t.enriched, (r) => r.length >= 2);
-      await new Promise((r) => setTimeout(r, 1_000));
-      const all = await readUntil(config, t.enriched, (r) => r.length >= recs.length);
+      await readUntil(config, t.enriched, (r) => r.length >= 2);
+      // Nothing more may follow for u: read on until a later marker's document is published.
+      const marker = markerFor('u', config.topicPartitions);
+      await produce(config, t.pinEvents, [{ key: marker, value: pinEvent(marker, { image_url: undefined }) }]);
+      const all = await readUntil(config, t.enriched, (r) => r.some((m) => m.key === marker));
       // v1 for the pin, v2 for the save; the redelivered event changed nothing.
-      expect(all.map((m) => JSON.parse(m.value!).version)).toEqual([1, 2]);
+      expect(all.filter((m) => m.key === 'u').map((m) => JSON.parse(m.value!).version)).toEqual([1, 2]);
     } finally {
       await app.stop();
     }
