@@ -15,6 +15,7 @@ import { createTopics } from './adapters/kafka/admin.js';
 import { createKafka } from './adapters/kafka/client.js';
 import { startApp } from './app.js';
 import { ConfigError, configTable, loadConfig, redactConfig, secretValues, type Config } from './config.js';
+import { devModule, tryDevModule } from './dev-modules.js';
 import { describeError } from './errors.js';
 import { createLogger } from './runtime/log.js';
 import { rebuildEnrichState } from './stages/enrich/rebuild.js';
@@ -60,14 +61,8 @@ function flag(args: string[], name: string): string | undefined {
  * the production image leaves out; there the module is absent and the environment is used as is.
  */
 async function commandEnv(): Promise<Record<string, string | undefined>> {
-  let stack: typeof import('./stack/index.js');
-  try {
-    stack = await import('./stack/index.js');
-  } catch (err) {
-    const missing = (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && /stack[\\/]index/.test((err as Error).message);
-    if (missing) return process.env;
-    throw err;
-  }
+  const stack = await tryDevModule('stack');
+  if (!stack) return process.env;
   const overlay = stack.localStackOverlay(process.env);
   if (overlay.notice) process.stderr.write(overlay.notice + '\n');
   return { ...process.env, ...overlay.env };
@@ -104,7 +99,7 @@ async function main(argv: string[]): Promise<number> {
   const [cmd, sub, ...rest] = argv;
   switch (cmd) {
     case 'stack': {
-      const { stackDown, stackStatus, stackUp } = await import('./stack/index.js');
+      const { stackDown, stackStatus, stackUp } = await devModule('stack', `stack ${sub ?? ''}`.trim());
       const log = (l: string) => out(l);
       if (sub === 'up') {
         // --redis-cluster: also a local 3-master Redis Cluster (else PINRICH_STACK_REDIS_CLUSTER=1).
@@ -156,7 +151,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'demo': {
       const args = [sub, ...rest].filter((a): a is string => a !== undefined);
-      const { runDemo } = await import('./demo/run.js');
+      const { runDemo } = await devModule('demo', 'demo');
       await runDemo({
         pins: Number(flag(args, '--pins') ?? 1_200),
         events: Number(flag(args, '--events') ?? 24_000),
@@ -180,7 +175,7 @@ async function main(argv: string[]): Promise<number> {
       return runLabelsCommand([sub, ...rest].filter((a): a is string => a !== undefined), loadConfig(await commandEnv()), (s) => process.stdout.write(s));
     }
     case 'model-server': {
-      const { main: modelServerMain } = await import('./model-server/main.js');
+      const { main: modelServerMain } = await devModule('modelServer', 'model-server');
       await modelServerMain([sub, ...rest].filter((a): a is string => a !== undefined));
       return -1; // keeps running until a signal
     }

@@ -13,6 +13,8 @@ export type ErrorCode =
   /** No answer at all (connection refused/reset): the server is down, not this request bad. */
   | 'model_unreachable'
   | 'config_invalid'
+  /** A development-only command (stack, demo, model-server) run from a build without it. */
+  | 'command_unavailable'
   | 'state_unavailable'
   | 'aborted';
 
@@ -43,6 +45,7 @@ export function deadLetterCodeOf(err: unknown): DeadLetterCode {
       case 'model_unreachable':
         return 'model_unavailable';
       case 'config_invalid':
+      case 'command_unavailable':
       case 'state_unavailable':
       case 'aborted':
         return 'processing_error';

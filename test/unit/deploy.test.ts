@@ -4,19 +4,22 @@
  * image runs as non-root; the dashboard queries only metrics pinrich exports. (No Docker here:
  * the image itself is not built by the tests.)
  */
-import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { registerStageCollectors } from '../../src/app.js';
 import { loadConfig, OPTIONS, topics } from '../../src/config.js';
+import { DEV_MODULE_PATHS, DEV_ONLY_DIRS, type DevModules } from '../../src/dev-modules.js';
 import { createPipelineMetrics, registerProcessMetrics } from '../../src/runtime/metrics.js';
 import { groupIdOf, WORKER_NAMES, WORKERS, type WorkerName } from '../../src/workers.js';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-const DEPLOY = join(import.meta.dirname, '../../deploy');
+const ROOT = join(import.meta.dirname, '../..');
+const DEPLOY = join(ROOT, 'deploy');
 const K8S = join(DEPLOY, 'k8s');
 const OPTION_ENVS = new Set(Object.values(OPTIONS).map((o) => o.env));
 const SECRET_ENVS = new Set(Object.values(OPTIONS).filter((o) => 'secret' in o && o.secret).map((o) => o.env));
@@ -44,7 +47,8 @@ const usage = spawnSync(process.execPath, ['bin/pinrich.js'], { encoding: 'utf8'
 const COMMANDS = new Map<string, string[] | null>();
 for (const line of usage.split('\n').slice(1)) {
   const m = /^ {2}([a-z-]+)(?: ([^\s[]+))?/.exec(line);
-  if (m) COMMANDS.set(m[1]!, m[2] ? m[2].replace(/[<>]/g, '').split('|') : null);
+  // A command may take several lines (`topics create`, `topics tail <topic>`): their sub-commands add up.
+  if (m) COMMANDS.set(m[1]!, m[2] ? [...new Set([...(COMMANDS.get(m[1]!) ?? []), ...m[2].replace(/[<>]/g, '').split('|')])] : (COMMANDS.get(m[1]!) ?? null));
 }
 function checkCommand(args: unknown, where: string) {
   expect(Array.isArray(args), `${where}: args must be a list`).toBe(true);
@@ -52,6 +56,25 @@ function checkCommand(args: unknown, where: string) {
   expect(COMMANDS.has(cmd!), `${where}: "${cmd}" is not a pinrich command (${[...COMMANDS.keys()].join(', ')})`).toBe(true);
   const subs = COMMANDS.get(cmd!);
   if (subs) expect(subs, `${where}: "${cmd} ${sub}"`).toContain(sub);
+}
+
+/**
+ * deploy/tsconfig.build.json compiled once into a temporary directory (as the Dockerfile's build
+ * stage does): the emitted files (relative .js paths) and a way to run the compiled CLI.
+ */
+let built: { files: string[]; cli: (...args: string[]) => SpawnSyncReturns<string> } | undefined;
+function productionBuild(): NonNullable<typeof built> {
+  if (built) return built;
+  const dir = mkdtempSync(join(tmpdir(), 'pinrich-build-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const tsc = spawnSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(DEPLOY, 'tsconfig.build.json'), '--outDir', join(dir, 'dist')], { encoding: 'utf8' });
+  expect(tsc.status, tsc.stdout + tsc.stderr).toBe(0);
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
+  symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+  const files = (readdirSync(join(dir, 'dist'), { recursive: true }) as string[]).filter((f) => f.endsWith('.js')).map((f) => f.replaceAll('\\', '/'));
+  const cli = (...args: string[]) => spawnSync(process.execPath, [join(dir, 'dist/src/cli.js'), ...args], { encoding: 'utf8', env: { ...process.env, PINRICH_STACK: 'none' } });
+  built = { files, cli };
+  return built;
 }
 
 /** Input topics per worker, from the worker registry (what app.ts subscribes). */
@@ -63,7 +86,7 @@ function inputTopics(worker: string): readonly string[] {
 describe('deploy/', () => {
   it('the CLI usage lists the commands the manifests use', () => {
     expect(COMMANDS.get('run')).toEqual([...WORKER_NAMES, 'all']);
-    expect(COMMANDS.get('topics')).toEqual(['create']);
+    expect(COMMANDS.get('topics')).toContain('create');
     expect(COMMANDS.has('model-server')).toBe(true);
   });
 
@@ -161,8 +184,13 @@ describe('deploy/', () => {
   });
 
   it('Dockerfile: multi-stage, non-root, runs the pinrich CLI, exposes the metrics port', () => {
-    const lines = readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8').split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
-    expect(lines.filter((l) => /^FROM /.test(l)).length).toBeGreaterThanOrEqual(2);
+    const all = readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8').split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
+    expect(all.filter((l) => /^FROM /.test(l)).length).toBeGreaterThanOrEqual(2);
+    // The production image is the last stage (what `docker build` builds without --target).
+    const lastFrom = all.length - 1 - [...all].reverse().findIndex((l) => /^FROM /.test(l));
+    const lines = all.slice(lastFrom);
+    // It takes only the compiled build from the build stage: no sources, so no dev-only code.
+    for (const l of lines.filter((x) => /^(COPY|ADD) /.test(x))) expect(l, l).toMatch(/^COPY (--from=build \/app\/dist\/ \.\/dist\/|package\.json package-lock\.json \.\/)$/);
     const users = lines.filter((l) => /^USER /.test(l)).map((l) => l.slice(5).trim());
     expect(users.length).toBeGreaterThan(0);
     expect(['root', '0']).not.toContain(users.at(-1));
@@ -176,6 +204,44 @@ describe('deploy/', () => {
     checkCommand(JSON.parse(lines.find((l) => l.startsWith('CMD '))!.slice(4)), 'Dockerfile CMD');
     expect(lines).toContain(`EXPOSE ${DEFAULT_METRICS_PORT}`);
   });
+
+  it('compose: the stand-in model server comes from the development-only `standin` target, not the production image', () => {
+    const services = compose.services as Record<string, Obj>;
+    const standin = services['model-server']!;
+    expect(standin.image).not.toBe('pinrich:dev');
+    expect(standin.build.target).toBe('standin');
+    expect(readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8')).toMatch(/^FROM build AS standin$/m);
+    // No service of the production image runs a development-only command.
+    const devCommands = new Set(['stack', 'demo', 'model-server']);
+    for (const [name, s] of Object.entries(services)) if (s.image === 'pinrich:dev') expect(devCommands.has(s.command[0]), `compose ${name}`).toBe(false);
+  });
+
+  it('the production build leaves out the stand-in model server, the stack launcher, the demo, benchmarks and tests', () => {
+    const build = JSON.parse(readFileSync(join(DEPLOY, 'tsconfig.build.json'), 'utf8'));
+    for (const dir of DEV_ONLY_DIRS) expect(build.exclude, dir).toContain(`../${dir}/**`);
+    // What tsc actually emits: the included files and everything they import (a static import,
+    // or a literal dynamic one, of a dev-only file would pull it back in, whatever `exclude` says).
+    const emitted = productionBuild().files;
+    expect(emitted).toContain('src/cli.js');
+    expect(emitted).toContain('src/app.js');
+    expect(emitted).toContain('src/workers.js');
+    for (const file of emitted) for (const dir of DEV_ONLY_DIRS) expect(file.startsWith(`${dir}/`), `${file} is development-only but in the production build`).toBe(false);
+    // The CLI reaches them only through dev-modules.ts, by paths the build does not follow.
+    for (const path of Object.values(DEV_MODULE_PATHS)) expect(DEV_ONLY_DIRS.some((d) => `src/${path.slice(2)}`.startsWith(`${d}/`)), path).toBe(true);
+  }, 180_000);
+
+  it('the compiled production CLI runs, and says a development command is not in this build', () => {
+    const { cli } = productionBuild();
+    const doc = cli('config', 'doc');
+    expect(doc.status, doc.stderr).toBe(0);
+    expect(doc.stdout).toContain('PINRICH_KAFKA_BROKERS');
+    for (const [args, folder] of [[['demo'], 'src/demo/'], [['stack', 'status'], 'src/stack/'], [['model-server'], 'src/model-server/']] as const) {
+      const r = cli(...args);
+      expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(1);
+      expect(r.stderr).toContain(`\`pinrich ${args.join(' ')}\` is a development command and is not in this build`);
+      expect(r.stderr).toContain(folder);
+    }
+  }, 180_000);
 
   it('Grafana: every metric the dashboard queries is one pinrich exports', () => {
     const m = createPipelineMetrics();
@@ -192,3 +258,12 @@ describe('deploy/', () => {
     for (const [, name] of families) if (name!.startsWith('pinrich_') && name !== 'pinrich_stage_events_total') expect(exprs.join(' '), name).toContain(name);
   });
 });
+
+// The CLI declares what it uses of each development-only module (src/dev-modules.ts) so that the
+// production build need not see them; this keeps those declarations true (npm run typecheck).
+type Conforms<Real extends Declared, Declared> = Real;
+export type DevModulesConform = [
+  Conforms<typeof import('../../src/stack/index.js'), DevModules['stack']>,
+  Conforms<typeof import('../../src/demo/run.js'), DevModules['demo']>,
+  Conforms<typeof import('../../src/model-server/main.js'), DevModules['modelServer']>,
+];
