@@ -30,7 +30,7 @@ const USAGE = `usage: pinrich <command>
                                     print a topic's latest records, one JSON line each
                                     (topic without PINRICH_TOPIC_PREFIX, e.g. pins.enriched)
   run <${WORKER_NAMES.join('|')}|all>          run workers until SIGTERM/SIGINT
-  demo [--pins N] [--events N] [--summary FILE]
+  demo [--pins N] [--events N] [--summary FILE] [--teacher llama] [--golden FILE]
                                     the main job end to end on the local stack
   labels sync|query|eval|export     label dumps for data scientists (pinrich labels help)
   enrich rebuild                    replay the enrich inputs into Redis after it lost its data
@@ -156,6 +156,8 @@ async function main(argv: string[]): Promise<number> {
         pins: Number(flag(args, '--pins') ?? 1_200),
         events: Number(flag(args, '--events') ?? 24_000),
         summaryFile: flag(args, '--summary'),
+        teacher: flag(args, '--teacher'),
+        goldenFile: flag(args, '--golden'),
         out,
       });
       return 0;
