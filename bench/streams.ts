@@ -18,7 +18,9 @@
  *
  * Settings (environment, for experiments): BENCH_STREAMS_THREADS (num.stream.threads, default
  * 2: one per core), BENCH_STREAMS_HEAP (-Xmx, default 512m), BENCH_STREAMS_CACHE_MB
- * (statestore.cache.max.bytes, default 64), BENCH_ENRICH_EVENTS (backlog size, as enrich),
+ * (statestore.cache.max.bytes, default 64), BENCH_STREAMS_ROCKSDB_MB (RocksDB memory for the
+ * whole process, default 64; 0 = Kafka Streams' per-store defaults), BENCH_ENRICH_EVENTS
+ * (backlog size, as enrich),
  * BENCH_STREAMS_TRACE=1 (log the peer's progress lines and pass its stderr through).
  */
 import { spawn } from 'node:child_process';
@@ -148,6 +150,8 @@ export interface StreamsRunOptions {
   threads?: number;
   commitIntervalMs?: number;
   cacheBytes?: number;
+  /** RocksDB block cache + memtables for the whole JVM (0 = Kafka Streams' per-store defaults). */
+  rocksDbBytes?: number;
   topK?: number;
   heap?: string;
   timeoutMs?: number;
@@ -162,8 +166,20 @@ export interface StreamsRunResult {
   doneAt: number;
   seconds: number;
   peakRss: number;
+  /** CPU seconds (user + system) the JVM had used when the run was done: less load-sensitive than wall time. */
+  cpuSeconds: number;
   final: StreamsProgress;
   settings: Record<string, string | number>;
+}
+
+/** utime + stime of a process, seconds (Linux clock ticks are 100 Hz). */
+function cpuSecondsOf(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
 }
 
 function vmHwm(pid: number): number {
@@ -202,7 +218,8 @@ export async function runStreamsPeer(o: StreamsRunOptions): Promise<StreamsRunRe
     'num.stream.threads': o.threads ?? 2,
     'commit.interval.ms': o.commitIntervalMs ?? o.config.enrichWindowMs,
     'statestore.cache.max.bytes': o.cacheBytes ?? 64 * 2 ** 20,
-    store: 'RocksDB (persistent, cached, changelogged; 64 MiB shared block cache incl. memtables); dirty set in memory (changelogged)',
+    store: 'RocksDB (persistent, cached, changelogged); dirty set in memory (changelogged)',
+    rocksDbBytes: o.rocksDbBytes ?? 64 * 2 ** 20,
     topK: o.topK ?? o.config.enrichTopK,
     heap: o.heap ?? '512m',
     partitions: o.config.topicPartitions,
@@ -210,6 +227,7 @@ export async function runStreamsPeer(o: StreamsRunOptions): Promise<StreamsRunRe
   const args = [
     `-Xmx${settings.heap}`,
     '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn',
+    `-Dpinrich.rocksdb.bytes=${settings.rocksDbBytes}`,
     '-cp', build.classpath, PEER_MAIN,
     `bootstrap=${o.config.kafkaBrokers.join(',')}`,
     `app.id=${o.applicationId}`,
@@ -264,12 +282,13 @@ export async function runStreamsPeer(o: StreamsRunOptions): Promise<StreamsRunRe
       await new Promise((r) => setTimeout(r, 100));
     }
     peak = Math.max(peak, vmHwm(child.pid!));
+    const cpuSeconds = cpuSecondsOf(child.pid!);
     child.stdin.end();
     await Promise.race([exited, new Promise((r) => setTimeout(r, 90_000))]);
     if (exitCode === undefined) child.kill('SIGKILL');
     const firstAt = last!.firstAt;
     const doneAt = Math.max(consumedAt, flushedAt);
-    return { firstAt, consumedAt, flushedAt, doneAt, seconds: (doneAt - firstAt) / 1000, peakRss: peak, final: last!, settings };
+    return { firstAt, consumedAt, flushedAt, doneAt, seconds: (doneAt - firstAt) / 1000, peakRss: peak, cpuSeconds, final: last!, settings };
   } finally {
     clearInterval(sampler);
     if (exitCode === undefined) {
@@ -296,6 +315,7 @@ export async function runStreams(opts: BenchOptions): Promise<BenchResult> {
   const threads = Number(process.env.BENCH_STREAMS_THREADS ?? 2);
   const heap = process.env.BENCH_STREAMS_HEAP ?? '512m';
   const cacheBytes = Number(process.env.BENCH_STREAMS_CACHE_MB ?? 64) * 2 ** 20;
+  const rocksDbBytes = Number(process.env.BENCH_STREAMS_ROCKSDB_MB ?? 64) * 2 ** 20;
   const figures = [];
   const details: Record<string, unknown> = { loadMs: load.ms, recordBytes: Math.round(load.bytes / events) };
   for (const guarantee of ['exactly_once_v2', 'at_least_once'] as const) {
@@ -312,6 +332,7 @@ export async function runStreams(opts: BenchOptions): Promise<BenchResult> {
       threads,
       heap,
       cacheBytes,
+      rocksDbBytes,
       log: opts.log,
     });
     const settings = { events, pins, ...r.settings };
@@ -322,6 +343,7 @@ export async function runStreams(opts: BenchOptions): Promise<BenchResult> {
     );
     details[guarantee] = {
       seconds: round(r.seconds, 2),
+      jvmCpuSeconds: round(r.cpuSeconds, 1),
       consumedAfterS: round((r.consumedAt - r.firstAt) / 1000, 2),
       flushedAfterS: round((r.flushedAt - r.firstAt) / 1000, 2),
       processed: r.final.processed,

@@ -242,17 +242,18 @@ public final class EnrichStreams {
    * RocksDB memory bounded for the whole process, the recipe of the Kafka Streams memory
    * management docs: without it every store instance (4 tasks x 4 stores here) gets its own
    * 50 MiB block cache and three 16 MiB memtables, and the JVM's RSS says more about those
-   * defaults than about the work. One LRU cache of `pinrich.rocksdb.bytes` (default 64 MiB)
-   * holds the blocks, the index and filter blocks and, through the write buffer manager, half of
-   * it the memtables.
+   * defaults than about the work. One LRU cache of `pinrich.rocksdb.bytes` (default 64 MiB;
+   * 0 = the defaults) holds the blocks, the index and filter blocks and, through the write
+   * buffer manager, half of it the memtables.
    */
   public static final class BoundedRocksDbMemory implements RocksDBConfigSetter {
     static final long TOTAL = Long.getLong("pinrich.rocksdb.bytes", 64L << 20);
-    private static final LRUCache CACHE = new LRUCache(TOTAL, -1, false, 0.1);
-    private static final WriteBufferManager WRITE_BUFFERS = new WriteBufferManager(TOTAL / 2, CACHE);
+    private static final LRUCache CACHE = TOTAL > 0 ? new LRUCache(TOTAL, -1, false, 0.1) : null;
+    private static final WriteBufferManager WRITE_BUFFERS = TOTAL > 0 ? new WriteBufferManager(TOTAL / 2, CACHE) : null;
 
     @Override
     public void setConfig(String storeName, Options options, Map<String, Object> configs) {
+      if (CACHE == null) return; // pinrich.rocksdb.bytes=0: Kafka Streams' per-store defaults
       BlockBasedTableConfig table = (BlockBasedTableConfig) options.tableFormatConfig();
       table.setBlockCache(CACHE);
       table.setCacheIndexAndFilterBlocks(true);
