@@ -170,6 +170,40 @@ describe('caption worker', () => {
   });
 });
 
+describe('caption and enrich together', () => {
+  it('enriches a pin whose rejected image URL is spelled unlike its parsed form with caption_status "failed", never "pending"', async () => {
+    // Each parses (WHATWG) to a different string than written; caption and enrich must key the
+    // image the same way (src/core/image-key.ts) for the failed caption to reach the pin.
+    const urls = [
+      'https://2130706433/a.jpg',
+      'https://127.1/a.jpg',
+      'https://0x7f.0.0.1/a.jpg',
+      'https://[::ffff:169.254.169.254]/a.jpg',
+      'https://169.254.169.254./a.jpg',
+      'HTTPS://LOCALHOST/a.jpg',
+      'https://127.0.0.1:443/a.jpg',
+    ];
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
+    const t = await setupTopics(config);
+    const before = server.count({ kind: 'caption' });
+    const ids = urls.map((_, i) => `hostile-${i}`);
+    await produce(config, t.pinEvents, urls.map((url, i) => ({ key: ids[i]!, value: pinEvent(ids[i]!, { image_url: url }) })));
+    const app = await start(config);
+    try {
+      // Positive signal: enrich has applied every caption, then flushed later markers on each
+      // of the pins' partitions (oldest dirty pins first), so each pin's last document is out.
+      await waitFor('enrich to apply the captions', async () => (app.stats().enrich?.captions ?? 0) >= ids.length);
+      const markers = [...new Set(ids.map((id) => markerFor(id, config.topicPartitions)))];
+      await produce(config, t.pinEvents, markers.map((m) => ({ key: m, value: pinEvent(m, { image_url: undefined }) })));
+      const docs = docsOf(await readUntil(config, t.enriched, (r) => markers.every((m) => r.some((x) => x.key === m))));
+      expect(ids.map((id) => docs.get(id)!.caption_status)).toEqual(ids.map(() => 'failed'));
+      expect(server.count({ kind: 'caption' })).toBe(before);
+    } finally {
+      await app.stop();
+    }
+  });
+});
+
 describe('enrich worker', () => {
   it('counts a duplicated engagement event once, keeps top-K, and mines one pair per query', async () => {
     const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl, PINRICH_ENRICH_TOP_K: '2', PINRICH_ENRICH_MINE_PAIRS: 'true' });
