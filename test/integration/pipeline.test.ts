@@ -153,6 +153,22 @@ describe('caption worker', () => {
     }
   });
 
+  it('captions requests queued behind the shared rate limit for longer than the model timeout (back-pressure, not "aborted")', async () => {
+    // 1 request/s with a burst of 1: the fifth image waits ~4 s for its token, four times the
+    // 1 s per-request timeout, which must start only when its HTTP request does.
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl, PINRICH_VLM_RPS: '1', PINRICH_MODEL_TIMEOUT_MS: '1000', PINRICH_MODEL_MAX_ATTEMPTS: '1' });
+    const t = await setupTopics(config);
+    const ids = ['rl-0', 'rl-1', 'rl-2', 'rl-3', 'rl-4'];
+    await produce(config, t.pinEvents, ids.map((id) => ({ key: id, value: pinEvent(id, { image_url: `https://images.example.com/${id}.jpg` }) })));
+    const app = await start(config, ['caption']);
+    try {
+      const captions = (await readUntil(config, t.captions, (r) => r.length >= ids.length)).map((r) => JSON.parse(r.value!));
+      expect(captions.map((c) => [c.pin_id, c.status, c.error_code]).sort()).toEqual(ids.map((id) => [id, 'ok', null]));
+    } finally {
+      await app.stop();
+    }
+  });
+
   it('rejects internal image URLs without calling the model', async () => {
     const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
     const t = await setupTopics(config);
