@@ -37,6 +37,7 @@ import { isOurProcess, logTail, stopGroup, waitUntil, withFileLock } from './pro
 import { REDIS_MARKER, redisPing, startRedis } from './redis.js';
 import { clusterOk, clusterSeedUrls, createCluster, REDIS_CLUSTER_MARKER, startClusterNodes } from './redis-cluster.js';
 import { s3BucketHealthy, s3Reachable, S3_MARKER, startS3 } from './s3.js';
+import { MODEL_MARKER, modelBaseUrl, modelHealthy, startModelStandIn } from './model.js';
 
 /** Where each service can be reached. Everything a client needs to connect. */
 export interface StackEndpoints {
@@ -51,6 +52,11 @@ export interface StackEndpoints {
   redisCluster?: string[];
   /** Path-style S3 endpoint and credentials (s3rver accepts any key; we use S3RVER/S3RVER). */
   s3: { endpoint: string; bucket: string; region: string; accessKeyId: string; secretAccessKey: string };
+  /**
+   * Base URL of pinrich's stand-in model server, when the stack runs one (test data, not real
+   * captions or labels; the CLI uses it when PINRICH_VLM_BASE_URL / PINRICH_TEACHER_BASE_URL are unset).
+   */
+  modelStandIn?: string;
   /** True when this call started at least one service (so the caller may want to stop it); false when reused or external. */
   startedByUs: boolean;
 }
@@ -76,7 +82,7 @@ export interface StackServiceStatus {
   healthy: boolean;
 }
 
-type ServiceName = 'kafka' | 'redis' | 's3' | 'redis-cluster';
+type ServiceName = 'kafka' | 'redis' | 's3' | 'redis-cluster' | 'model';
 
 /** A service we started, as recorded in state.json. */
 interface LocalService {
@@ -111,7 +117,7 @@ interface StackEnv {
   s3SecretAccessKey: string;
 }
 
-const HEALTH_TIMEOUT_MS: Record<ServiceName, number> = { kafka: 120_000, redis: 15_000, s3: 30_000, 'redis-cluster': 30_000 };
+const HEALTH_TIMEOUT_MS: Record<ServiceName, number> = { kafka: 120_000, redis: 15_000, s3: 30_000, 'redis-cluster': 30_000, model: 30_000 };
 const STOP_GRACE_MS = 10_000;
 const LOCK_WAIT_MS = 5 * 60_000; // a first run may resolve the Kafka jars with Maven meanwhile
 const S3RVER_KEY = 'S3RVER';
@@ -200,6 +206,8 @@ function localEndpoint(s: LocalService): string {
       return `redis://127.0.0.1:${s.port}`;
     case 's3':
       return `http://127.0.0.1:${s.port}`;
+    case 'model':
+      return modelBaseUrl(s.port);
   }
 }
 
@@ -216,6 +224,8 @@ async function localHealthy(s: LocalService, bucket: string): Promise<boolean> {
         return await clusterOk([s.port]);
       case 's3':
         return await s3BucketHealthy(localEndpoint(s), bucket);
+      case 'model':
+        return await modelHealthy(localEndpoint(s));
     }
   } catch {
     return false; // a failed check is an answer, "unhealthy"; the caller restarts or reports it
@@ -244,6 +254,7 @@ function endpointsFor(env: StackEnv, services: LocalService[], bucket: string, s
     kafkaBrokers: env.external.kafkaBrokers ?? (kafka ? [localEndpoint(kafka)] : local('kafka')),
     redisUrl: env.external.redisUrl ?? (redis ? localEndpoint(redis) : local('redis')),
     ...(clusterNodes.length > 0 ? { redisCluster: clusterSeedUrls(clusterNodes.map((s) => s.port)) } : {}),
+    ...(find('model') ? { modelStandIn: localEndpoint(find('model')!) } : {}),
     s3: env.external.s3Endpoint
       ? {
           endpoint: env.external.s3Endpoint,
@@ -377,7 +388,37 @@ async function startFresh(env: StackEnv, names: ServiceName[], log: (l: string) 
   }
   state.complete = true;
   writeState(env.dir, state);
+  await ensureModelStandIn(env, state, log);
   return state;
+}
+
+/**
+ * The stand-in model server, an optional add-on: started beside a new stack and added to a
+ * running one that lacks it (or whose stand-in died), without touching the other services.
+ * It is a convenience (`pinrich run all` without model settings), so a failure to start it
+ * is reported and the stack is used without it.
+ */
+async function ensureModelStandIn(env: StackEnv, state: StateFile, log: (l: string) => void): Promise<void> {
+  const existing = state.services.filter((s) => s.name === 'model');
+  if (existing.length === 1 && (await localHealthy(existing[0]!, state.bucket))) return;
+  const drop = async (services: LocalService[]) => {
+    await stopRecorded({ ...state, services }, log);
+    state.services = state.services.filter((s) => !services.includes(s));
+    writeState(env.dir, state);
+  };
+  if (existing.length > 0) await drop(existing);
+  log("stack: starting pinrich's stand-in model server (OpenAI-compatible; test data, not real captions or labels)");
+  let service: LocalService | undefined;
+  try {
+    const r = await startModelStandIn(join(env.dir, 'model'));
+    service = { name: 'model', marker: MODEL_MARKER, ...r };
+    state.services.push(service);
+    writeState(env.dir, state);
+    await awaitHealthy(service, state.bucket, log);
+  } catch (err) {
+    log(`stack: the stand-in model server did not start; the stack runs without it: ${(err as Error).message.split('\n')[0]}`);
+    if (service) await drop([service]);
+  }
 }
 
 /**
@@ -434,13 +475,14 @@ export async function stackUp(opts: StackOptions = {}): Promise<StackEndpoints> 
       // does not ask for it, and one that lacks it gets it added without a restart (other test
       // runs may be using the stack).
       const has = (n: ServiceName) => previous.services.some((s) => s.name === n);
+      // The stand-in model server is an add-on too (ensureModelStandIn), and never a reason to restart.
       const core = names.filter((n) => n !== 'redis-cluster');
       const sameSet =
         previous.complete &&
         previous.bucket === env.bucket &&
-        previous.services.filter((s) => s.name !== 'redis-cluster').length === core.length &&
+        previous.services.filter((s) => s.name !== 'redis-cluster' && s.name !== 'model').length === core.length &&
         core.every(has);
-      const healthy = sameSet && (await Promise.all(previous.services.map((s) => localHealthy(s, previous.bucket))));
+      const healthy = sameSet && (await Promise.all(previous.services.filter((s) => s.name !== 'model').map((s) => localHealthy(s, previous.bucket))));
       if (healthy && healthy.every(Boolean)) {
         if (names.includes('redis-cluster') && !has('redis-cluster')) {
           const record = (s: LocalService) => {
@@ -459,6 +501,7 @@ export async function stackUp(opts: StackOptions = {}): Promise<StackEndpoints> 
           }
           log(`stack: added the Redis Cluster to the running stack in ${env.dir}`);
         } else log(`stack: reusing running stack from ${env.dir}`);
+        await ensureModelStandIn(env, previous, log);
         return endpointsFor(env, previous.services, previous.bucket, false);
       }
       log('stack: recorded stack is incomplete or unhealthy; stopping leftovers and starting fresh');
@@ -583,7 +626,8 @@ export function localStackOverlay(env: Record<string, string | undefined> = proc
   if (!state.complete) {
     return { env: {}, notice: `pinrich: the local stack in ${dir} is still starting (or failed to start); not using it` };
   }
-  const gone = state.services.filter((s) => !isOurProcess(s.pid, s.marker)).map((s) => s.name);
+  // The stand-in model server is optional: if it is gone, only it is left out.
+  const gone = state.services.filter((s) => s.name !== 'model' && !isOurProcess(s.pid, s.marker)).map((s) => s.name);
   if (gone.length > 0) {
     return {
       env: {},
@@ -625,6 +669,12 @@ export function localStackOverlay(env: Record<string, string | undefined> = proc
       set('PINRICH_S3_SECRET_ACCESS_KEY', S3RVER_KEY);
       set('PINRICH_S3_FORCE_PATH_STYLE', 'true');
     }
+  }
+  const model = state.services.find((s) => s.name === 'model' && isOurProcess(s.pid, s.marker));
+  const modelVars = ['PINRICH_VLM_BASE_URL', 'PINRICH_TEACHER_BASE_URL'].filter((k) => !explicit.has(k));
+  if (model && modelVars.length > 0) {
+    for (const k of modelVars) out[k] = localEndpoint(model);
+    used.push(`model STAND-IN ${localEndpoint(model)} for ${modelVars.map((k) => k.replace(/^PINRICH_|_BASE_URL$/g, '')).join(' + ')} (pinrich's test server, not a real model)`);
   }
   if (used.length === 0) return { env: {} };
   const kept = skipped.length ? `; ${skipped.join(', ')} as configured` : '';

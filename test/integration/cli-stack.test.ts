@@ -94,6 +94,44 @@ describe.skipIf(!stack)('the CLI uses the local stack when nothing else is confi
     expect((JSON.parse(r.stdout) as Record<string, unknown>).PINRICH_KAFKA_BROKERS).toEqual(['127.0.0.1:9092']);
   });
 
+  it('stack up, topics create, run all: every worker joins its group with no setting at all (model: the stack\'s stand-in)', async () => {
+    expect(stack.modelStandIn, 'the stack runs the stand-in model server').toMatch(/^http:\/\/127\.0\.0\.1:\d+\/v1$/);
+    const id = randomUUID().slice(0, 8);
+    const env = bareEnv({ PINRICH_TOPIC_PREFIX: `test.clistack.${id}.`, PINRICH_GROUP_PREFIX: `test-clistack-${id}`, PINRICH_REDIS_PREFIX: `test:clistack:${id}:` });
+    expect((await pinrich(['topics', 'create'], env)).code).toBe(0);
+    const child = spawn(process.execPath, ['bin/pinrich.js', 'run', 'all'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    try {
+      await new Promise<void>((done, fail) => {
+        const timer = setTimeout(() => fail(new Error(`not every worker joined within 90 s; stderr:\n${stderr}`)), 90_000);
+        child.stderr!.on('data', (d: Buffer) => {
+          stderr += d.toString();
+          const joined = new Set(
+            stderr
+              .split('\n')
+              .filter((l) => l.startsWith('{') && l.includes('joined group'))
+              .map((l) => JSON.parse(l) as { msg?: string; worker?: string })
+              .filter((l) => l.msg === 'joined group')
+              .map((l) => l.worker),
+          );
+          if (['caption', 'enrich', 'score', 'dump'].every((w) => joined.has(w))) {
+            clearTimeout(timer);
+            done();
+          }
+        });
+        void exited.then((code) => fail(new Error(`run all exited (${code}); stderr:\n${stderr}`)));
+      });
+      const notice = noticeLines(stderr);
+      expect(notice).toHaveLength(1);
+      expect(notice[0]).toContain(`model STAND-IN ${stack.modelStandIn} for VLM + TEACHER`);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('an unreachable Redis is reported within seconds with its address, password masked, and waited for', async () => {
     const port = await freePort(); // nothing listens there
     const child = spawn(process.execPath, ['bin/pinrich.js', 'run', 'enrich'], {
