@@ -1,7 +1,7 @@
 /**
  * `pinrich labels eval --golden FILE`: agreement of the teacher's labels with human labels.
  *
- * The golden file is CSV (with a header) or JSON Lines. Each row names a pair by `pair_id`, or by
+ * The golden file is CSV (with a header; read by DuckDB's read_csv) or JSON Lines. Each row names a pair by `pair_id`, or by
  * `query` + `pin_id` (matched on pin_id and the query trimmed and lower-cased), and carries a
  * human grade (column `--grade-column`, else the first of grade, human_grade, human_label,
  * rating, label, score). Grades on another scale are mapped to 1..5: `--scale 0-3` maps
@@ -19,40 +19,36 @@ import type { LabelsDb } from './query.js';
 
 export type GoldenRow = Record<string, string | number | null>;
 
-/** RFC 4180 CSV (quoted fields may hold commas, quotes and newlines); first row is the header. */
-export function parseCsv(text: string): GoldenRow[] {
-  const records: string[][] = [];
-  let field = '';
-  let row: string[] = [];
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i]!;
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') (field += '"'), i++;
-      else if (ch === '"') quoted = false;
-      else field += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',') row.push(field), (field = '');
-    else if (ch === '\n' || ch === '\r') {
-      if (ch === '\r' && text[i + 1] === '\n') i++;
-      row.push(field);
-      records.push(row);
-      row = [];
-      field = '';
-    } else field += ch;
+/**
+ * The rows of a golden CSV file (RFC 4180, with a header; quoted fields may hold commas, quotes
+ * and newlines), read by DuckDB's `read_csv`: every value as text, an empty field as null, a
+ * short row padded with nulls, header names trimmed. A file DuckDB cannot read as CSV (an
+ * unterminated quote, say) is a `schema_violation` naming the file.
+ */
+export async function readGoldenCsv(conn: LabelsDb['conn'], path: string): Promise<GoldenRow[]> {
+  let rows: Array<Record<string, unknown>>;
+  try {
+    // strict_mode off: mixed \r\n / \n line ends and quoted newlines read as RFC 4180 allows.
+    const reader = await conn.runAndReadAll(
+      `SELECT * FROM read_csv($path, header = true, all_varchar = true, delim = ',', quote = '"', escape = '"', null_padding = true, strict_mode = false)`,
+      { path },
+    );
+    rows = reader.getRowObjectsJS() as Array<Record<string, unknown>>;
+  } catch (err) {
+    const reason = (err as Error).message.split('\n').find((l) => l.trim() !== '') ?? String(err);
+    throw new PinrichError('schema_violation', `${path}: not a readable CSV file (${reason})`, { cause: err });
   }
-  if (field !== '' || row.length > 0) row.push(field), records.push(row);
-  const nonEmpty = records.filter((r) => r.some((f) => f.trim() !== ''));
-  const [header, ...rest] = nonEmpty;
-  if (!header) return [];
-  const names = header.map((h) => h.trim().replace(/^\uFEFF/, ''));
-  return rest.map((r) => Object.fromEntries(names.map((n, i) => [n, r[i] === undefined || r[i] === '' ? null : r[i]!])));
+  return rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k.trim().replace(/^\uFEFF/, ''), v === null || v === undefined || v === '' ? null : String(v)])));
 }
 
-export function parseGolden(text: string, fileName: string): GoldenRow[] {
+/** True when `fileName` / `text` is JSON Lines rather than CSV. */
+function isJsonLines(text: string, fileName: string): boolean {
   const ext = extname(fileName).toLowerCase();
-  const jsonl = ext === '.jsonl' || ext === '.ndjson' || ext === '.json' || (ext !== '.csv' && text.trimStart().startsWith('{'));
-  if (!jsonl) return parseCsv(text);
+  return ext === '.jsonl' || ext === '.ndjson' || ext === '.json' || (ext !== '.csv' && text.trimStart().startsWith('{'));
+}
+
+/** JSON Lines: one object per non-empty line. */
+export function parseJsonLines(text: string, fileName: string): GoldenRow[] {
   return text
     .split(/\r?\n/)
     .map((l, i) => [l.trim(), i + 1] as const)
@@ -66,6 +62,15 @@ export function parseGolden(text: string, fileName: string): GoldenRow[] {
         throw new PinrichError('schema_violation', `${fileName}:${n}: not a JSON object (${(err as Error).message})`);
       }
     });
+}
+
+/** The golden rows of the file at `path`: CSV through DuckDB, or JSON Lines. */
+export async function readGolden(db: LabelsDb, path: string): Promise<GoldenRow[]> {
+  const text = await readFile(path, 'utf8');
+  if (isJsonLines(text, path)) return parseJsonLines(text, path);
+  // An empty file has no header: no rows (DuckDB would invent a column0).
+  if (text.trim() === '') return [];
+  return readGoldenCsv(db.conn, path);
 }
 
 /** A grade mapping from `--scale lo-hi` or `--map 'a:b,...'`; identity on 1..5 without either. */
@@ -182,7 +187,7 @@ export async function evaluate(db: LabelsDb, golden: GoldenRow[], opts: EvalOpti
 }
 
 export async function evaluateFile(db: LabelsDb, path: string, opts: EvalOptions = {}): Promise<EvalReport> {
-  return evaluate(db, parseGolden(await readFile(path, 'utf8'), path), opts);
+  return evaluate(db, await readGolden(db, path), opts);
 }
 
 const f = (v: number | null, digits = 3) => (v === null ? 'n/a' : v.toFixed(digits));

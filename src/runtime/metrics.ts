@@ -1,23 +1,16 @@
 /**
- * A small Prometheus registry: counters, gauges and histograms with labels, plus collectors
- * that read a value at scrape time (stage stats, process figures), rendered in the text
- * exposition format 0.0.4 (https://prometheus.io/docs/instrumenting/exposition_formats/).
+ * pinrich's Prometheus registry, on prom-client: counters, gauges and histograms with labels,
+ * collectors that read a value at scrape time (stage stats), and prom-client's default Node.js
+ * metrics (process CPU, memory and start time, event-loop lag, GC, heap) beside them, in the
+ * text exposition format 0.0.4 that operators' scrapers and dashboards expect.
  *
- * Why not prom-client: pinrich needs a dozen series, no default Node.js metrics beyond three
- * process figures, and no push gateway; this file is the whole dependency. Updates on the hot
- * path are one Map lookup keyed by the joined label values; nothing is formatted until a scrape.
+ * The interface is pinrich's own (the stages and the runtime never see prom-client): every
+ * instrument is a prom-client one, plus a synchronous `get` for progress reports and tests, and
+ * a gauge `remove` by partial labels (partitions no longer assigned), which prom-client lacks.
  */
+import { collectDefaultMetrics, Counter as PromCounter, Gauge as PromGauge, Histogram as PromHistogram, Registry as PromRegistry } from 'prom-client';
 
 export type Labels = Readonly<Record<string, string | number>>;
-
-type Kind = 'counter' | 'gauge' | 'histogram';
-
-interface Family {
-  name: string;
-  help: string;
-  kind: Kind;
-  render(out: string[]): void;
-}
 
 export interface Counter {
   inc(labels?: Labels, by?: number): void;
@@ -52,35 +45,38 @@ export interface Registry {
   /** A family whose samples `collect` returns at each scrape. A collector that throws is skipped. */
   collector(name: string, help: string, kind: 'counter' | 'gauge', collect: () => Sample[]): void;
   /** Every family in the text exposition format 0.0.4. */
-  expose(): string;
+  expose(): Promise<string>;
 }
 
-export const EXPOSITION_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+export const EXPOSITION_CONTENT_TYPE: string = PromRegistry.PROMETHEUS_CONTENT_TYPE;
 
 /** Latency buckets in seconds, from a cached answer (5 ms) to a slow VLM call (60 s). */
 export const LATENCY_BUCKETS: readonly number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
-const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
+/** The prom-client registry behind each of ours (for the default metrics). */
+const promOf = new WeakMap<Registry, PromRegistry>();
+
 export function createRegistry(): Registry {
-  const families = new Map<string, Family>();
+  const prom = new PromRegistry();
+  const names = new Set<string>();
 
-  function add(f: Family): void {
-    if (!NAME.test(f.name)) throw new Error(`invalid metric name ${f.name}`);
-    if (families.has(f.name)) throw new Error(`metric ${f.name} registered twice`);
-    families.set(f.name, f);
-  }
-
-  function checkLabelNames(name: string, labelNames: readonly string[]): void {
+  function claim(name: string, labelNames: readonly string[]): void {
+    // Our messages, checked before prom-client's: callers and tests rely on them.
+    if (names.has(name)) throw new Error(`metric ${name} registered twice`);
     for (const l of labelNames) if (!LABEL.test(l) || l === 'le') throw new Error(`invalid label ${l} on ${name}`);
+    names.add(name);
   }
 
-  /** Series of one family, keyed by label values in `labelNames` order. */
-  function series<T>(name: string, labelNames: readonly string[], init: () => T) {
-    const map = new Map<string, { labels: Labels; value: T }>();
+  /**
+   * The label sets and values of one family, keyed by label values in `labelNames` order: what
+   * `get` and `remove` read (prom-client has no synchronous read), and the check that every
+   * label is given (prom-client would silently record a partial label set).
+   */
+  function series(name: string, labelNames: readonly string[]) {
+    const map = new Map<string, { labels: Record<string, string | number>; v: number }>();
     const keyOf = (labels: Labels | undefined) => {
-      if (labelNames.length === 0) return '';
       let key = '';
       for (const l of labelNames) {
         const v = labels?.[l];
@@ -91,124 +87,92 @@ export function createRegistry(): Registry {
     };
     return {
       map,
-      get(labels: Labels | undefined): T {
+      entry(labels: Labels | undefined) {
         const key = keyOf(labels);
-        let s = map.get(key);
-        if (!s) map.set(key, (s = { labels: pick(labels, labelNames), value: init() }));
-        return s.value;
+        let e = map.get(key);
+        if (!e) map.set(key, (e = { labels: pick(labels, labelNames), v: 0 }));
+        return e;
       },
-      peek: (labels: Labels | undefined) => map.get(keyOf(labels))?.value,
+      peek: (labels: Labels | undefined) => map.get(keyOf(labels))?.v ?? 0,
     };
   }
 
-  return {
+  const registry: Registry = {
     counter(name, help, labelNames = []) {
-      checkLabelNames(name, labelNames);
-      const s = series(name, labelNames, () => ({ v: 0 }));
-      add({ name, help, kind: 'counter', render: (out) => s.map.forEach(({ labels, value }) => out.push(line(name, labels, value.v))) });
+      claim(name, labelNames);
+      const c = new PromCounter({ name, help, labelNames: [...labelNames], registers: [prom] });
+      const s = series(name, labelNames);
       return {
         inc(labels, by = 1) {
           if (by < 0) throw new Error(`counter ${name} cannot decrease`);
-          s.get(labels).v += by;
+          const e = s.entry(labels);
+          e.v += by;
+          c.inc(e.labels, by);
         },
-        get: (labels) => s.peek(labels)?.v ?? 0,
+        get: (labels) => s.peek(labels),
       };
     },
     gauge(name, help, labelNames = []) {
-      checkLabelNames(name, labelNames);
-      const s = series(name, labelNames, () => ({ v: 0 }));
-      add({ name, help, kind: 'gauge', render: (out) => s.map.forEach(({ labels, value }) => out.push(line(name, labels, value.v))) });
+      claim(name, labelNames);
+      const g = new PromGauge({ name, help, labelNames: [...labelNames], registers: [prom] });
+      const s = series(name, labelNames);
+      const set = (labels: Labels | undefined, value: number) => {
+        const e = s.entry(labels);
+        e.v = value;
+        g.set(e.labels, value);
+      };
       return {
-        set: (labels, value) => void (s.get(labels).v = value),
-        inc: (labels, by = 1) => void (s.get(labels).v += by),
-        dec: (labels, by = 1) => void (s.get(labels).v -= by),
-        get: (labels) => s.peek(labels)?.v ?? 0,
+        set,
+        inc: (labels, by = 1) => set(labels, s.peek(labels) + by),
+        dec: (labels, by = 1) => set(labels, s.peek(labels) - by),
+        get: (labels) => s.peek(labels),
         remove(match) {
           for (const [key, { labels }] of s.map) {
-            if (Object.entries(match).every(([k, v]) => String(labels[k]) === String(v))) s.map.delete(key);
+            if (Object.entries(match).every(([k, v]) => String(labels[k]) === String(v))) {
+              s.map.delete(key);
+              g.remove(labels);
+            }
           }
         },
       };
     },
     histogram(name, help, labelNames, buckets) {
-      checkLabelNames(name, labelNames);
-      const bounds = [...buckets].sort((a, b) => a - b);
-      const s = series(name, labelNames, () => ({ counts: new Array<number>(bounds.length).fill(0), sum: 0, count: 0 }));
-      add({
-        name,
-        help,
-        kind: 'histogram',
-        render(out) {
-          s.map.forEach(({ labels, value }) => {
-            let cumulative = 0;
-            bounds.forEach((b, i) => {
-              cumulative += value.counts[i]!;
-              out.push(line(`${name}_bucket`, { ...labels, le: formatNumber(b) }, cumulative));
-            });
-            out.push(line(`${name}_bucket`, { ...labels, le: '+Inf' }, value.count));
-            out.push(line(`${name}_sum`, labels, value.sum));
-            out.push(line(`${name}_count`, labels, value.count));
-          });
-        },
-      });
-      return {
-        observe(labels, v) {
-          const h = s.get(labels);
-          // Buckets are stored per bound (not cumulative) so an observation touches one slot.
-          const i = bounds.findIndex((b) => v <= b);
-          if (i >= 0) h.counts[i]!++;
-          h.sum += v;
-          h.count++;
-        },
-      };
+      claim(name, labelNames);
+      const h = new PromHistogram({ name, help, labelNames: [...labelNames], buckets: [...buckets].sort((a, b) => a - b), registers: [prom] });
+      const s = series(name, labelNames);
+      return { observe: (labels, value) => h.observe(s.entry(labels).labels, value) };
     },
     collector(name, help, kind, collect) {
-      add({
+      claim(name, []);
+      // A metric object of prom-client's shape whose values are read at scrape time; its label
+      // names are whatever the samples carry (the stages' counters are not known up front).
+      prom.registerMetric({
         name,
         help,
-        kind,
-        render(out) {
+        type: kind,
+        aggregator: 'sum',
+        async get() {
           let samples: Sample[];
           try {
             samples = collect();
           } catch {
-            return; // a broken collector must not break the scrape; its family is left empty
+            samples = []; // a broken collector must not break the scrape; its family is left empty
           }
-          for (const sm of samples) out.push(line(name, sm.labels ?? {}, sm.value));
+          return { name, help, type: kind, aggregator: 'sum', values: samples.map((sm) => ({ labels: { ...(sm.labels ?? {}) }, value: sm.value })) };
         },
-      });
+        reset() {},
+      } as unknown as Parameters<PromRegistry['registerMetric']>[0]);
     },
-    expose() {
-      const out: string[] = [];
-      for (const f of families.values()) {
-        out.push(`# HELP ${f.name} ${f.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`);
-        out.push(`# TYPE ${f.name} ${f.kind}`);
-        f.render(out);
-      }
-      return out.join('\n') + '\n';
-    },
+    expose: () => prom.metrics(),
   };
+  promOf.set(registry, prom);
+  return registry;
 }
 
-function pick(labels: Labels | undefined, names: readonly string[]): Labels {
+function pick(labels: Labels | undefined, names: readonly string[]): Record<string, string | number> {
   const out: Record<string, string | number> = {};
   for (const n of names) out[n] = labels![n]!;
   return out;
-}
-
-function line(name: string, labels: Labels, value: number): string {
-  const entries = Object.entries(labels);
-  const ls = entries.length ? `{${entries.map(([k, v]) => `${k}="${escapeLabel(String(v))}"`).join(',')}}` : '';
-  return `${name}${ls} ${formatNumber(value)}`;
-}
-
-const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-
-function formatNumber(v: number): string {
-  if (Number.isNaN(v)) return 'NaN';
-  if (v === Infinity) return '+Inf';
-  if (v === -Infinity) return '-Inf';
-  return String(v);
 }
 
 /**
@@ -232,13 +196,15 @@ export function createPipelineMetrics(registry: Registry = createRegistry()) {
 }
 export type PipelineMetrics = ReturnType<typeof createPipelineMetrics>;
 
-/** process_* figures that every Prometheus client exposes; read at scrape time. */
-export function registerProcessMetrics(registry: Registry, now: () => number = Date.now): void {
-  const startSeconds = (now() - process.uptime() * 1000) / 1000;
-  registry.collector('process_start_time_seconds', 'Start time of the process since unix epoch in seconds', 'gauge', () => [{ value: Math.round(startSeconds) }]);
-  registry.collector('process_resident_memory_bytes', 'Resident memory size in bytes', 'gauge', () => [{ value: process.memoryUsage.rss() }]);
-  registry.collector('process_cpu_seconds_total', 'Total user and system CPU time spent in seconds', 'counter', () => {
-    const u = process.cpuUsage();
-    return [{ value: (u.user + u.system) / 1e6 }];
-  });
+/**
+ * prom-client's default Node.js metrics on `registry`: process_cpu_seconds_total,
+ * process_resident_memory_bytes, process_start_time_seconds, process_open_fds, ...,
+ * nodejs_eventloop_lag_* (event-loop lag), nodejs_gc_duration_seconds (GC pauses by kind),
+ * nodejs_heap_size_*_bytes and nodejs_heap_space_size_*_bytes (V8 heap), and more. Once per
+ * registry; read at scrape time.
+ */
+export function registerProcessMetrics(registry: Registry): void {
+  const prom = promOf.get(registry);
+  if (!prom) throw new Error('registerProcessMetrics needs a registry from createRegistry()');
+  collectDefaultMetrics({ register: prom });
 }

@@ -1,7 +1,8 @@
 /**
  * The operations endpoint of a pinrich process (one per process, whatever workers it runs):
  *
- *   GET /metrics  Prometheus text format 0.0.4
+ *   GET /metrics  Prometheus text format 0.0.4 (prom-client: pinrich's series and the default
+ *                 Node.js metrics)
  *   GET /healthz  liveness: 200 while the event loop answers and no worker's consumer has
  *                 crashed for good (kafkajs gave up restarting it); 503 otherwise, so the
  *                 orchestrator restarts the process
@@ -65,7 +66,10 @@ export async function startOpsServer(opts: OpsServerOptions): Promise<OpsServer>
       res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body) + '\n');
     };
     if (path === '/metrics') {
-      res.writeHead(200, { 'content-type': EXPOSITION_CONTENT_TYPE }).end(opts.registry.expose());
+      opts.registry.expose().then(
+        (text) => res.writeHead(200, { 'content-type': EXPOSITION_CONTENT_TYPE }).end(text),
+        (err: unknown) => json(500, { error: String(err) }),
+      );
     } else if (path === '/healthz' || path === '/readyz') {
       run(path === '/healthz' ? opts.liveness : opts.readiness).then(
         (r) => json(r.ok ? 200 : 503, { status: r.ok ? 'ok' : 'failing', checks: r.checks }),

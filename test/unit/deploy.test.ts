@@ -243,19 +243,21 @@ describe('deploy/', () => {
     }
   }, 180_000);
 
-  it('Grafana: every metric the dashboard queries is one pinrich exports', () => {
+  it('Grafana: every metric the dashboard queries is one pinrich exports', async () => {
     const m = createPipelineMetrics();
     registerProcessMetrics(m.registry);
     registerStageCollectors(m, () => ({}));
-    const families = [...m.registry.expose().matchAll(/^# TYPE (\S+) (\S+)$/gm)];
+    const families = [...(await m.registry.expose()).matchAll(/^# TYPE (\S+) (\S+)$/gm)];
     const exported = new Set(families.flatMap(([, name, kind]) => (kind === 'histogram' ? [`${name}_bucket`, `${name}_sum`, `${name}_count`] : [name!])));
     const dash = JSON.parse(readFileSync(join(DEPLOY, 'grafana/pinrich-dashboard.json'), 'utf8'));
     const exprs: string[] = dash.panels.flatMap((p: Obj) => p.targets.map((t: Obj) => t.expr));
-    const used = new Set(exprs.flatMap((e) => [...e.matchAll(/\b((?:pinrich|process)_[a-z_]+)\b/g)].map((x) => x[1]!)));
+    const used = new Set(exprs.flatMap((e) => [...e.matchAll(/\b((?:pinrich|process|nodejs)_[a-z0-9_]+)\b/g)].map((x) => x[1]!)));
     expect(used.size).toBeGreaterThan(10);
     for (const name of used) expect(exported.has(name), `dashboard queries unknown metric ${name}`).toBe(true);
     // And every pinrich family is on the dashboard somewhere.
     for (const [, name] of families) if (name!.startsWith('pinrich_') && name !== 'pinrich_stage_events_total') expect(exprs.join(' '), name).toContain(name);
+    // And the Node.js runtime from prom-client's default metrics: event-loop lag, heap, GC.
+    for (const name of ['nodejs_eventloop_lag_p99_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_gc_duration_seconds_sum']) expect(used, name).toContain(name);
   });
 });
 

@@ -1,5 +1,9 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { describe, expect, it } from 'vitest';
-import { gradeMapping, parseCsv } from '../../src/labels/eval.js';
+import { gradeMapping, readGoldenCsv } from '../../src/labels/eval.js';
 import { agreement, averageRanks, confusionMatrix, exactAccuracy, quadraticWeightedKappa, spearman, withinOneAccuracy } from '../../src/labels/metrics.js';
 
 /*
@@ -71,10 +75,26 @@ describe('label agreement metrics', () => {
     expect([0, 1, 5, 6, 2.5].map(identity)).toEqual([undefined, 1, 5, undefined, undefined]);
   });
 
-  it('parses RFC 4180 CSV', () => {
-    expect(parseCsv('pair_id,query,grade\r\na,"red, ""big"" shoes",3\nb,"two\nlines",\n')).toEqual([
-      { pair_id: 'a', query: 'red, "big" shoes', grade: '3' },
-      { pair_id: 'b', query: 'two\nlines', grade: null },
-    ]);
+  it('reads RFC 4180 golden CSV through DuckDB, and names a file it cannot read', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'pinrich-golden-'));
+    const instance = await DuckDBInstance.create(':memory:');
+    const conn = await instance.connect();
+    try {
+      const good = join(dir, 'golden.csv');
+      // CRLF and LF line ends, a quoted comma and quotes, a quoted newline, an empty field, a short row.
+      await writeFile(good, '\uFEFFpair_id, query ,grade\r\na,"red, ""big"" shoes",3\nb,"two\nlines",\nc,x\n');
+      expect(await readGoldenCsv(conn, good)).toEqual([
+        { pair_id: 'a', query: 'red, "big" shoes', grade: '3' },
+        { pair_id: 'b', query: 'two\nlines', grade: null },
+        { pair_id: 'c', query: 'x', grade: null },
+      ]);
+      const bad = join(dir, 'bad.csv');
+      await writeFile(bad, 'pair_id,grade\n"a,1\n');
+      await expect(readGoldenCsv(conn, bad)).rejects.toMatchObject({ code: 'schema_violation', message: expect.stringContaining(`${bad}: not a readable CSV file`) });
+    } finally {
+      conn.closeSync();
+      instance.closeSync();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
