@@ -15,6 +15,15 @@
  * Testcontainers. Only with PINRICH_STACK=testcontainers (see testcontainers.ts); those
  * containers live as long as the calling process, not across CLI invocations.
  *
+ * First use. A fresh start installs what the services run on when it is missing
+ * (redis-server, Java 17+, Maven; install.ts) and resolves the Kafka jars (kafka.ts).
+ *
+ * Add-ons. The Redis Cluster and the stand-in model server are added to a running stack
+ * that lacks them instead of restarting it: other processes may be using the stack.
+ *
+ * The stack as configuration. {@link localStackOverlay} turns the recorded stack into PINRICH_*
+ * variables for the CLI, for whatever the environment leaves unset.
+ *
  * This module reads its environment variables in {@link readStackEnv} only; it is dev tooling
  * beside the app's own config (src/config.ts), which consumes the variables {@link stackEnv}
  * produces.
