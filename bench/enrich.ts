@@ -10,7 +10,7 @@
  *
  *   tsx bench/enrich.ts [--quick] [--profile]
  */
-import { createRedis } from '../src/adapters/redis/client.js';
+import { createRedisFromConfig } from '../src/adapters/redis/client.js';
 import { redisKeys } from '../src/adapters/redis/keys.js';
 import { benchEnv, benchStack, configOf, createLagProbe, figure, loadBacklog, mb, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
 import { engagementMessage, pinEventMessage } from './data.js';
@@ -28,7 +28,7 @@ export async function runEnrich(opts: BenchOptions): Promise<BenchResult> {
   const load = await loadBacklog(config, t.engagement, events, (i) => engagementMessage(i, pins, runId), opts.log);
   const recordBytes = Math.round(load.bytes / events);
 
-  const redis = createRedis(config.redisUrl);
+  const redis = createRedisFromConfig(config);
   const probe = await createLagProbe(config);
   const groupId = `${config.groupPrefix}.enrich`;
   const dirtyEmpty = async () => {

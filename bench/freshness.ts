@@ -12,7 +12,7 @@
  */
 import { Kafka, logLevel } from 'kafkajs';
 import { createProducer } from '../src/adapters/kafka/client.js';
-import { createRedis } from '../src/adapters/redis/client.js';
+import { createRedisFromConfig } from '../src/adapters/redis/client.js';
 import { redisKeys } from '../src/adapters/redis/keys.js';
 import { benchEnv, benchStack, configOf, createLagProbe, figure, loadBacklog, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
 import { engagementMessage, pinEventMessage } from './data.js';
@@ -29,7 +29,7 @@ export async function runFreshness(opts: BenchOptions): Promise<BenchResult> {
   const t = await setupTopics(config);
   const runId = config.redisKeyPrefix.replace(/\W/g, '');
   await loadBacklog(config, t.pinEvents, pins, pinEventMessage);
-  const redis = createRedis(config.redisUrl);
+  const redis = createRedisFromConfig(config);
   const probe = await createLagProbe(config);
   const kafka = new Kafka({ clientId: 'pinrich-bench-fresh', brokers: [...config.kafkaBrokers], logLevel: logLevel.NOTHING });
   const consumer = kafka.consumer({ groupId: `${config.groupPrefix}.fresh-reader`, maxWaitTimeInMs: 20, minBytes: 1 });

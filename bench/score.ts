@@ -13,7 +13,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { createRedis } from '../src/adapters/redis/client.js';
+import { createRedisFromConfig } from '../src/adapters/redis/client.js';
 import { redisKeys } from '../src/adapters/redis/keys.js';
 import { buildDocument } from '../src/core/document.js';
 import { benchEnv, benchStack, configOf, createLagProbe, figure, loadBacklog, mb, REPO_ROOT, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult, type Figure } from './lib.js';
@@ -46,7 +46,7 @@ async function scoreRun(opts: BenchOptions, latencyMs: number, pairs: number, ov
   const env = benchEnv(stack, { PINRICH_TEACHER_BASE_URL: server.baseUrl, ...overrides });
   const config = configOf(env);
   const t = await setupTopics(config);
-  const redis = createRedis(config.redisUrl);
+  const redis = createRedisFromConfig(config);
   const probe = await createLagProbe(config);
   try {
     // The enrich worker's output, written directly: one document per pin, and the state marker.

@@ -9,7 +9,7 @@ import { parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createKafka, createPublisher } from '../../src/adapters/kafka/client.js';
-import { createRedis } from '../../src/adapters/redis/client.js';
+import { createRedisFromConfig } from '../../src/adapters/redis/client.js';
 import { redisKeys } from '../../src/adapters/redis/keys.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { runLabelsCommand } from '../../src/labels/command.js';
@@ -122,7 +122,7 @@ describe.skipIf(!inject('stack'))('pinrich labels', () => {
   });
 
   it('export --distill writes a readable Parquet training set with soft labels and pin text from Redis', async () => {
-    const redis = createRedis(config.redisUrl);
+    const redis = createRedisFromConfig(config);
     const doc = (pin: string, hash: string) => JSON.stringify({ pin_id: pin, version: 3, pin_text: `text of ${pin}`, content_hash: hash });
     await redis.set(redisKeys(config.redisKeyPrefix).document('pin-1'), doc('pin-1', 'dh1')); // the document the teacher saw
     await redis.set(redisKeys(config.redisKeyPrefix).document('pin-4'), doc('pin-4', 'newer')); // changed since
