@@ -573,7 +573,9 @@ export async function stackStatus(
   const names = wantedLocal(env);
   const up =
     (names.length === 0 || (state?.complete === true && names.every((n) => local.some((s) => s.name === n)))) &&
-    services.every((s) => s.healthy);
+    // The stand-in model server is an add-on: the next stackUp restarts it alone, so a dead one
+    // does not make the stack "down" (.ci/run decides from this whether the stack is its own).
+    services.every((s) => s.healthy || s.name === 'model');
   return {
     up,
     endpoints: up ? endpointsFor(env, state?.services ?? [], state?.bucket ?? env.bucket, false) : undefined,
