@@ -93,6 +93,8 @@ export const OPTIONS = {
   enrichTopK: opt({ env: 'PINRICH_ENRICH_TOP_K', type: int(1, 100), default: '10', doc: 'Board titles and engaged queries kept per pin' }),
   enrichWindowMs: opt({ env: 'PINRICH_ENRICH_WINDOW_MS', type: int(0, 3_600_000), default: '1000', doc: 'Changes to a pin within this window become one new document version' }),
   enrichDedupTtlSeconds: opt({ env: 'PINRICH_ENRICH_DEDUP_TTL_S', type: int(60, 90 * 86_400), default: String(7 * 86_400), doc: 'How long an engagement event_id is remembered for deduplication' }),
+  enrichBufferBytes: opt({ env: 'PINRICH_ENRICH_BUFFER_BYTES', type: int(65_536, 1024 * 1024 * 1024), default: String(16 * 1024 * 1024), doc: 'Input bytes the enrich worker holds in memory between two state flushes (all partitions); when full, consuming waits for the next flush' }),
+  enrichCatchUpWindowMs: opt({ env: 'PINRICH_ENRICH_CATCHUP_WINDOW_MS', type: int(0, 3_600_000), default: '5000', doc: 'Coalescing window while the enrich worker catches up on a backlog (its buffer filled up): fewer document versions per event; never shorter than PINRICH_ENRICH_WINDOW_MS' }),
   enrichMinePairs: opt({ env: 'PINRICH_ENRICH_MINE_PAIRS', type: bool, default: 'false', doc: 'Publish one relevance.pairs record per pin and new normalised search query' }),
   // Score
   teacherApi: opt({ env: 'PINRICH_TEACHER_API', type: z.enum(['chat', 'completions', 'classify']), default: 'chat', doc: "Teacher endpoint: chat (one prompt per request), completions (prompt arrays: several pairs per request, for servers such as vLLM and llama-server that take them) or classify (vLLM's /classify: a sequence-classification teacher whose class probabilities are the soft label)" }),

@@ -134,6 +134,9 @@ const enrich: WorkerDefinition<'enrich'> = {
       windowMs: config.enrichWindowMs,
       minePairs: config.enrichMinePairs,
       maxRecordBytes: config.maxRecordBytes,
+      bufferBytes: config.enrichBufferBytes,
+      catchUpWindowMs: config.enrichCatchUpWindowMs,
+      fence: true,
       clock,
       log: log.child({ worker: 'enrich' }),
     });

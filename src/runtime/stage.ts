@@ -51,6 +51,13 @@ export interface StageResult {
    * The fetch position always advances past the batch, whatever is committed.
    */
   commitOffset?: string | null;
+  /**
+   * Only read on results of `tick`: offsets (Kafka's convention: the next to read) the stage
+   * made durable outside `handle` — the enrich stage, which applies buffered records to its
+   * state on the tick. The worker commits them after `outputs` and `commit`, then reports them
+   * back through {@link Stage.committed}.
+   */
+  commitOffsets?: Array<{ topic: string; partition: number; offset: string }>;
 }
 
 export interface StageContext {
@@ -71,6 +78,14 @@ export interface Stage {
    * holds uncommitted records (`commitOffset`) must drop them here or it would hold them twice.
    */
   onAssignment?(assigned: ReadonlyMap<string, readonly number[]>): void;
+  /**
+   * The stage commits its offsets from `tick` (StageResult.commitOffsets): the worker then stops
+   * by pausing the consumer and running a last tick while still a group member, so what the
+   * stage holds is made durable and committed before it leaves the group.
+   */
+  readonly commitsOnTick?: boolean;
+  /** The worker committed these offsets of a tick's `commitOffsets`. */
+  committed?(offsets: ReadonlyArray<{ topic: string; partition: number; offset: string }>): void;
   close(): Promise<void>;
 }
 

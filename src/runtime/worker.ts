@@ -153,6 +153,12 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     const messages = [...result.outputs, ...result.rejected.map((r) => deadLetterMessage(stage.name, r, now))];
     await publisher.publish(messages);
     if (result.commit) await result.commit();
+    // A stage that makes records durable on its tick (enrich) commits their offsets here, after
+    // its outputs are published and its commit ran. On failure the stage offers them again.
+    if (result.commitOffsets?.length) {
+      await consumer.commitOffsets(result.commitOffsets);
+      stage.committed?.(result.commitOffsets);
+    }
     stats.outputs += result.outputs.length;
     stats.rejected += result.rejected.length;
     if (metrics) {
@@ -258,6 +264,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
   // Periodic stage work (coalesced flushes). Serialised: one tick at a time.
   let tickTimer: NodeJS.Timeout | undefined;
   let ticking: Promise<void> | undefined;
+  let ticksStopped = false;
   if (stage.tick) {
     const tick = stage.tick.bind(stage);
     const ctx: StageContext = { signal: abort.signal, heartbeat: async () => {} };
@@ -273,7 +280,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
           }
         })().finally(() => {
           ticking = undefined;
-          if (!abort.signal.aborted) loop();
+          if (!abort.signal.aborted && !ticksStopped) loop();
         });
       }, opts.tickMs ?? 250);
     };
@@ -287,13 +294,28 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     stop() {
       stopping ??= (async () => {
         log.info('stopping: finishing in-flight work', { group: opts.groupId });
+        ticksStopped = true;
         if (tickTimer) clearTimeout(tickTimer);
         clearTimeout(restartTimer);
+        if (stage.commitsOnTick && stage.tick) {
+          // The stage's records become durable on its tick, and their offsets can only be
+          // committed while this instance is a group member: stop fetching, make what it holds
+          // durable and committed with a last tick, then leave the group. Records that a running
+          // batch still hands it after that are uncommitted: the next owner gets them.
+          await ticking;
+          consumer.pause([...assigned.keys()].map((topic) => ({ topic })));
+          try {
+            await deliver(await stage.tick(assigned, { signal: abort.signal, heartbeat: async () => {} }));
+          } catch (err) {
+            log.warn('final tick failed; the next owner of these partitions will flush', { error: describeError(err) });
+          }
+          await consumer.stop();
+        }
         // kafkajs waits for the running eachBatch to finish before leaving the group.
         await consumer.stop();
         await ticking;
         // One last tick so coalesced work is not left waiting for the next owner.
-        if (stage.tick) {
+        if (stage.tick && !stage.commitsOnTick) {
           try {
             await deliver(await stage.tick(assigned, { signal: abort.signal, heartbeat: async () => {} }));
           } catch (err) {

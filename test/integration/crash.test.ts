@@ -49,10 +49,12 @@ function makeWorkload(pins: number, events: number) {
 describe('enrich worker process', () => {
   it('leaves every count exactly right after being SIGKILLed mid-stream twice', async () => {
     // A short session timeout: the group notices the killed member sooner (the default is 30 s).
-    const env = testEnv({ PINRICH_ENRICH_WINDOW_MS: '200', PINRICH_KAFKA_SESSION_TIMEOUT_MS: '6000' });
+    // A 4 MiB buffer: several chunks of records wait in memory for each state flush (~5,600
+    // records), so a kill finds fetched records whose offsets must not have been committed.
+    const env = testEnv({ PINRICH_ENRICH_WINDOW_MS: '200', PINRICH_KAFKA_SESSION_TIMEOUT_MS: '6000', PINRICH_ENRICH_BUFFER_BYTES: String(4 * 1024 * 1024) });
     const config = loadConfig(env);
     const t = await setupTopics(config);
-    const { pinEvents, engagement, expected } = makeWorkload(40, 12_000);
+    const { pinEvents, engagement, expected } = makeWorkload(40, 48_000);
     await produce(config, t.pinEvents, pinEvents);
     await produce(config, t.engagement, engagement);
 
@@ -65,15 +67,18 @@ describe('enrich worker process', () => {
       return n;
     };
     try {
-      for (const killAfter of [1_000, 4_000]) {
+      for (const killAfter of [6_000, 12_000]) {
         const child = startWorkerProcess(env);
         const before = await counted();
         // Kill once this run has made progress, but (at this size) well before the end.
-        await waitFor('progress', async () => (await counted()) >= Math.min(before + killAfter, 11_000), 90_000, 50);
+        await waitFor('progress', async () => (await counted()) >= Math.min(before + killAfter, 30_000), 90_000, 50);
+        // Between two state flushes (one per 100 ms tick): the worker holds fetched records in
+        // memory whose offsets must not have been committed.
+        await new Promise((r) => setTimeout(r, 30 + Math.random() * 60));
         child.kill('SIGKILL');
         await once(child, 'exit');
       }
-      expect(await counted()).toBeLessThan(12_000); // the kills really were mid-stream
+      expect(await counted()).toBeLessThan(48_000); // the kills really were mid-stream
 
       const child = startWorkerProcess(env);
       try {

@@ -39,7 +39,7 @@ describe('redisKeys', () => {
   const keys = redisKeys('pr:');
   it('puts every enrich key of a partition in one hash slot, and different partitions apart', () => {
     const k = keys.enrich;
-    const p3 = [k.pin(3, 'a'), k.boards(3, 'b'), k.queries(3, 'c'), k.newQueries(3, 'd'), k.event(3, 'e1'), k.dirty(3)].map(hashTag);
+    const p3 = [k.pin(3, 'a'), k.boards(3, 'b'), k.queries(3, 'c'), k.newQueries(3, 'd'), k.seen(3, 17), k.meta(3), k.dirty(3)].map(hashTag);
     expect(new Set(p3)).toEqual(new Set(['p3']));
     expect(hashTag(k.pin(4, 'a'))).not.toBe(hashTag(k.pin(3, 'a')));
   });

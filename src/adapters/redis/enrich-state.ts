@@ -16,7 +16,7 @@
  * A tick's pins are read and committed in batches (read-pins, commit-flushes), a few hundred
  * pins of one partition per script call.
  */
-import type { Redis } from 'ioredis';
+import type { Redis } from './client.js';
 import type { CaptionState, PinFields } from '../../core/document.js';
 import type { EnrichStateStore, StoredPin } from '../../stages/enrich/ports.js';
 import { redisKeys, type RedisKeys } from './keys.js';

@@ -20,8 +20,12 @@
  *   P{pN}:pin:<id>:boards   zset: folded board title -> saves
  *   P{pN}:pin:<id>:queries  zset: folded query -> search engagements
  *   P{pN}:pin:<id>:newq     set: folded queries not yet published as relevance pairs
- *   P{pN}:evt:<event id>    string with TTL: engagement event already counted (dedup horizon)
+ *   P{pN}:seen:<bucket>     set with TTL: engagement event ids seen in one time bucket of the
+ *                           dedup horizon (the newest buckets together cover it)
  *   P{pN}:dirty             zset: pin id -> ms when it first changed since its last flush
+ *   P{pN}:meta              hash: epoch (owner epoch, fences a zombie owner), ready (the state
+ *                           of this partition is complete), o:<topic> (next input offset the
+ *                           state covers: written atomically with the state)
  *   Pdoc:{<id>}             string: the last published enriched document (score, labels export)
  *   Pstate:v2:epoch         string (JSON): the state marker (see stages/enrich/rebuild.ts); the
  *                           layout version is in its name, so state written by an older layout
@@ -40,8 +44,10 @@ export interface EnrichStateKeys {
   boards(partition: number, pinId: string): string;
   queries(partition: number, pinId: string): string;
   newQueries(partition: number, pinId: string): string;
-  /** Dedup marker of an engagement event (pins of a partition share the slot). */
-  event(partition: number, eventId: string): string;
+  /** Engagement event ids seen in dedup time bucket `bucket` (pins of a partition share the slot). */
+  seen(partition: number, bucket: number): string;
+  /** Owner epoch, readiness and covered input offsets of a partition. */
+  meta(partition: number): string;
   /** Pins of a partition changed since their last flush. */
   dirty(partition: number): string;
   /** The state marker (see stages/enrich/rebuild.ts). */
@@ -69,7 +75,8 @@ export function redisKeys(prefix: string): RedisKeys {
       boards: (partition, pinId) => `${pin(partition, pinId)}:boards`,
       queries: (partition, pinId) => `${pin(partition, pinId)}:queries`,
       newQueries: (partition, pinId) => `${pin(partition, pinId)}:newq`,
-      event: (partition, eventId) => `${prefix}${partitionTag(partition)}:evt:${eventId}`,
+      seen: (partition, bucket) => `${prefix}${partitionTag(partition)}:seen:${bucket}`,
+      meta: (partition) => `${prefix}${partitionTag(partition)}:meta`,
       dirty: (partition) => `${prefix}${partitionTag(partition)}:dirty`,
       stateMarker: () => `${prefix}state:v2:epoch`,
     },

@@ -13,9 +13,8 @@ import type { Redis } from './client.js';
 
 /** The script files (without `.lua`) and the command name each is registered under. */
 const SCRIPT_FILES = {
-  pinrichApplyPin: 'apply-pin',
-  pinrichApplyEngagements: 'apply-engagements',
-  pinrichApplyCaption: 'apply-caption',
+  pinrichClaimPartition: 'claim-partition',
+  pinrichApplyBatch: 'apply-batch',
   pinrichReadPins: 'read-pins',
   pinrichCommitFlushes: 'commit-flushes',
 } as const;

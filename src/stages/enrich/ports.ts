@@ -24,20 +24,47 @@ export interface StoredPin {
   newQueries: string[];
 }
 
-export interface EngagementChange {
-  pinId: string;
-  eventId: string;
-  kind: 'board' | 'query';
-  text: string;
+/** One change to a pin, in arrival order (see {@link PartitionBatch}). */
+export type PinOp =
+  | { op: 'pin'; eventTimeMs: number; type: 'created' | 'updated' | 'deleted'; pin: PinFields | null }
+  | { op: 'caption'; caption: CaptionState }
+  /** Consecutive engagement events; `event` indexes {@link PartitionBatch.eventIds}. */
+  | { op: 'engagements'; events: Array<{ event: number; kind: 'board' | 'query'; text: string }> };
+
+/**
+ * One flush interval of one partition's records, aggregated per pin (each pin's changes in
+ * arrival order), with the input offsets they cover. Written atomically, fenced by `epoch`.
+ */
+export interface PartitionBatch {
   partition: number;
+  /** The owner epoch this instance got from {@link EnrichStateStore.claimPartition}; null = no fencing (the rebuild). */
+  epoch: number | null;
+  /** Refuse to write when the partition's state is not marked complete (the worker; not the rebuild). */
+  requireReady: boolean;
+  /** Per topic, the next input offset once this batch is in the state. */
+  offsets: Array<{ topic: string; next: string }>;
+  /** Engagement event ids of the batch, unique (in-batch duplicates are dropped before). */
+  eventIds: string[];
+  pins: Array<{ pinId: string; ops: PinOp[] }>;
 }
 
-export interface PinChange {
-  partition: number;
-  pinId: string;
-  eventTimeMs: number;
-  type: 'created' | 'updated' | 'deleted';
-  pin: PinFields | null;
+export interface ApplyOutcome {
+  /** `fenced`: another instance claimed the partition; `missing`: the state marker is absent. Nothing written then. */
+  status: 'applied' | 'fenced' | 'missing';
+  counted: number;
+  duplicates: number;
+  ignored: number;
+  pinsApplied: number;
+  pinsStale: number;
+  captions: number;
+}
+
+export interface PartitionClaim {
+  epoch: number;
+  /** The partition's state is marked complete. */
+  ready: boolean;
+  /** Per topic, the next input offset the state already covers. */
+  offsets: Map<string, bigint>;
 }
 
 /** What a flush published for one pin (null in {@link FlushCommit}: nothing). `doc` null = tombstone. */
@@ -55,27 +82,35 @@ export interface FlushCommit {
 }
 
 export interface EnrichStateStore {
-  /** Apply many pin events in order; returns per event whether it applied (false: stale). */
-  applyPins(changes: PinChange[], nowMs: number): Promise<boolean[]>;
-  /** Apply many engagement events; returns per event: 0 duplicate, -1 ignored (deleted pin), 1 counted. */
-  applyEngagements(changes: EngagementChange[], nowMs: number): Promise<number[]>;
-  /** Returns 1 when the caption changed, 0 when identical, -1 for a deleted pin. */
-  applyCaption(partition: number, pinId: string, caption: CaptionState, nowMs: number): Promise<number>;
+  /**
+   * Take over a partition: bump its owner epoch (fencing any previous owner's later writes) and
+   * return what its state already covers.
+   */
+  claimPartition(partition: number): Promise<PartitionClaim>;
+  /** Apply one partition's batch atomically with its offsets (one script run, one cluster slot). */
+  applyBatch(batch: PartitionBatch, nowMs: number): Promise<ApplyOutcome>;
   /** Pins of `partition` dirty since at most `dueBeforeMs`, oldest first. */
   duePins(partition: number, dueBeforeMs: number, limit: number): Promise<string[]>;
   /** True when no pin of these partitions is dirty (every change flushed). */
   allFlushed(partitions: readonly number[]): Promise<boolean>;
-  readPins(pins: ReadonlyArray<{ partition: number; pinId: string }>, topK: number): Promise<StoredPin[]>;
+  /**
+   * The state of many pins. With `epochs` (partition -> owner epoch), a partition this instance
+   * no longer owns yields null for its pins: nothing may be published from it.
+   */
+  readPins(pins: ReadonlyArray<{ partition: number; pinId: string }>, topK: number, epochs?: ReadonlyMap<number, number>): Promise<Array<StoredPin | null>>;
   /**
    * After publishing: record each pin's published document (null: nothing published) and drop
    * its published new queries; true per pin whose dirty mark was cleared (false: it changed
    * since it was read and stays dirty).
    */
-  commitFlushes(items: FlushCommit[]): Promise<boolean[]>;
+  commitFlushes(items: FlushCommit[], epochs?: ReadonlyMap<number, number>): Promise<boolean[]>;
   /** True when the state marker is present: the state is complete (see stages/enrich/rebuild.ts). */
   stateReady(): Promise<boolean>;
-  /** Write the state marker. `onlyIfAbsent` keeps an existing one (fresh-deployment start). */
-  markStateReady(info: { source: 'fresh' | 'rebuild'; at: string }, onlyIfAbsent?: boolean): Promise<void>;
+  /**
+   * Write the state marker, and mark each of `partitions` complete. `onlyIfAbsent` keeps an
+   * existing marker (fresh-deployment start) and then marks partitions only when it wrote it.
+   */
+  markStateReady(info: { source: 'fresh' | 'rebuild'; at: string }, partitions: readonly number[], onlyIfAbsent?: boolean): Promise<void>;
   /** Rebuild: put back a pin's last published version, content hash and document (null = tombstone: hash only). */
   restorePublished(partition: number, pinId: string, hash: string, version: number, doc: string | null): Promise<void>;
   /** Rebuild: forget new-query marks of queries already published as pairs. */

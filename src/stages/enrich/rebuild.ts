@@ -85,7 +85,8 @@ export async function checkEnrichState(kafka: Kafka, store: Pick<EnrichStateStor
     return 'lost';
   }
   // Re-check after the offsets: a rebuild may have written the marker meanwhile (NX keeps it).
-  await store.markStateReady({ source: 'fresh', at: new Date().toISOString() }, true);
+  const partitions = [...(await endOffsets(kafka, t.pinEvents)).keys()];
+  await store.markStateReady({ source: 'fresh', at: new Date().toISOString() }, partitions, true);
   return 'fresh';
 }
 
@@ -175,6 +176,7 @@ export async function rebuildEnrichState(config: Config, log: Logger, progress: 
       clock: systemClock,
       log,
       requireState: false,
+      fence: false, // the workers hold while the state is missing: their epochs stay valid
     });
     const report: RebuildReport = { documents: 0, pinEvents: 0, captions: 0, engagement: 0, pairs: 0, rejected: 0, ms: 0 };
     const snapshot = new Map<string, Map<number, bigint>>();
@@ -204,6 +206,7 @@ export async function rebuildEnrichState(config: Config, log: Logger, progress: 
     const replay = (topic: string) =>
       readTopicTo(kafka, `${group}-${topic}`, topic, snapshot.get(topic)!, async (records) => {
         const result = await stage.handle(records, ctx);
+        await stage.flushState();
         report.rejected += result.rejected.length;
       });
     report.pinEvents = await replay(t.pinEvents);
@@ -233,7 +236,7 @@ export async function rebuildEnrichState(config: Config, log: Logger, progress: 
     }
 
     // 5. The state is complete up to the snapshot; the worker takes it from here.
-    await store.markStateReady({ source: 'rebuild', at: new Date().toISOString() });
+    await store.markStateReady({ source: 'rebuild', at: new Date().toISOString() }, [...snapshot.get(t.pinEvents)!.keys()]);
     report.ms = Date.now() - started;
     progress(`rebuild: done in ${(report.ms / 1000).toFixed(1)} s; the enrich worker resumes from its committed offsets`);
     return report;

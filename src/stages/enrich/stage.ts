@@ -2,12 +2,24 @@
  * Enrich stage: pins.events + pins.engagement + pins.captions -> per-pin state in Redis ->
  * compacted pins.enriched (and, optionally, relevance.pairs mined from search engagement).
  *
- * `handle` only applies records to the state (each change atomic, engagement deduplicated by
- * event_id) and marks the pin dirty; offsets are committed once that is done, because the dirty
- * mark is as durable as the state. `tick` flushes pins that have been dirty for at least the
- * coalescing window: it builds the document, publishes it only when its content hash changed
- * (version + 1), and clears the dirty mark after the publish. So a burst of engagement on a pin
- * within the window yields one new version, and a crash anywhere re-flushes rather than loses.
+ * As Kafka Streams and Flink do, records are aggregated in memory for one flush interval and
+ * each partition's changes are written once per interval, atomically with the input offsets they
+ * cover (docs/architecture.md, "Enrich state"):
+ *
+ * - `handle` only decodes records into the partition's in-memory buffer (per pin, in arrival
+ *   order) and returns at once, holding its offsets (`commitOffset: null`): the consumer keeps
+ *   fetching instead of waiting on Redis. Records the state already covers (below the offsets
+ *   stored with it) are skipped: that is how a redelivered record is recognised. When the
+ *   buffered bytes reach the budget, `handle` waits for the next flush (backpressure).
+ * - `tick` writes each partition's buffer in one script run (apply-batch: state, dedup by event
+ *   id, dirty marks and the covered offsets together, fenced by the partition's owner epoch),
+ *   then flushes pins that have been dirty for at least the coalescing window: builds each
+ *   document, publishes it only when its content hash changed (version + 1), and clears the dirty
+ *   mark after the publish; the worker then commits the covered offsets to Kafka.
+ *
+ * So a burst of engagement on a pin within the window yields one new version; a crash anywhere
+ * re-applies only records the state does not cover and re-flushes rather than loses; an
+ * instance that lost a partition without noticing (a zombie) writes nothing to its state.
  */
 import type { Caption } from '../../../schemas/caption.js';
 import type { EngagementEvent } from '../../../schemas/engagement-event.js';
@@ -25,7 +37,7 @@ import { PinrichError } from '../../errors.js';
 import type { Clock } from '../../runtime/clock.js';
 import type { Logger } from '../../runtime/log.js';
 import type { InRecord, Rejection, Stage, StageResult } from '../../runtime/stage.js';
-import type { EngagementChange, EnrichStateStore, FlushCommit, PinChange, Published, StoredPin } from './ports.js';
+import type { EnrichStateStore, FlushCommit, PartitionClaim, PinOp, Published, StoredPin } from './ports.js';
 
 export interface EnrichStageDeps {
   store: EnrichStateStore;
@@ -44,6 +56,21 @@ export interface EnrichStageDeps {
    * documents built from a fraction of each pin's history.
    */
   requireState?: boolean;
+  /**
+   * Bytes of input records held in memory, all partitions together, before `handle` waits for
+   * the next flush (PINRICH_ENRICH_BUFFER_BYTES). Bounds what the worker keeps between flushes.
+   */
+  bufferBytes?: number;
+  /**
+   * Coalescing window while catching up (the last flush found the buffer full: a backlog), so a
+   * backlog yields fewer documents per event (PINRICH_ENRICH_CATCHUP_WINDOW_MS).
+   */
+  catchUpWindowMs?: number;
+  /**
+   * Fence writes by the partitions' owner epochs (the worker). The rebuild writes without: it
+   * runs while the workers hold, and must not fence them.
+   */
+  fence?: boolean;
 }
 
 /** Thrown while the enrich state is missing: retriable, so the worker holds its offsets. */
@@ -85,9 +112,46 @@ export function pinFieldsOf(event: Extract<PinEvent, { type: 'created' | 'update
   };
 }
 
-export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): EnrichStats } {
+/** One partition's records buffered since the last flush. */
+interface Pending {
+  pins: Map<string, PinOp[]>;
+  eventIds: string[];
+  seenIds: Set<string>;
+  /** Per topic, the next offset after the last buffered record. */
+  offsets: Map<string, bigint>;
+  bytes: number;
+  /** In-buffer duplicates of an event id (dropped here; counted as duplicates). */
+  duplicates: number;
+}
+
+const emptyPending = (): Pending => ({ pins: new Map(), eventIds: [], seenIds: new Set(), offsets: new Map(), bytes: 0, duplicates: 0 });
+
+/** A partition this instance works on since its last (re)join. */
+interface Owned {
+  partition: number;
+  claim: Promise<PartitionClaim>;
+  /** Set once the claim resolved. */
+  epoch?: number;
+  /** Per topic, the next offset the state covers (records below are already applied). */
+  covered: Map<string, bigint>;
+  /** Per topic, the next offset not yet taken in (applied, held or buffered). */
+  next: Map<string, bigint>;
+  pending: Pending;
+  /** Batches the state refused while its marker was missing: applied first, in order, once it is back. */
+  held: Pending[];
+  /** Another instance claimed it: its records are dropped until the next assignment. */
+  fenced: boolean;
+}
+
+/** Memory cost of a buffered record beyond its bytes (maps, op objects): a rough constant. */
+const RECORD_OVERHEAD_BYTES = 160;
+
+export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): EnrichStats; flushState(): Promise<void> } {
   const { store, topics, clock } = deps;
   const maxFlush = deps.maxFlushPerTick ?? 2_000;
+  const bufferBytes = deps.bufferBytes ?? 16 * 1024 * 1024;
+  const catchUpWindowMs = Math.max(deps.windowMs, deps.catchUpWindowMs ?? deps.windowMs);
+  const fence = deps.fence ?? false;
   const stats: EnrichStats = {
     pinEvents: 0,
     engagementEvents: 0,
@@ -101,18 +165,77 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     pairs: 0,
   };
 
-  async function assertState(): Promise<void> {
-    if (deps.requireState && !(await store.stateReady())) throw stateMissingError();
+  let owned = new Map<number, Owned>();
+  /** Offsets covered by the state and not yet confirmed committed to Kafka. */
+  const toCommit = new Map<string, { topic: string; partition: number; offset: string }>();
+  let buffered = 0; // bytes of every partition's pending + held batches
+  let pendingBytes = 0; // bytes of the pending batches alone (not yet handed to a flush)
+  let stateMissing = false;
+  let catchingUp = false;
+  /** Resolved after each state flush: what a `handle` waiting on the budget waits for. */
+  let flushed: { promise: Promise<void>; resolve: () => void } | undefined;
+  const waitForFlush = () => {
+    flushed ??= (() => {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      return { promise, resolve };
+    })();
+    return flushed.promise;
+  };
+  const signalFlushed = () => {
+    const f = flushed;
+    flushed = undefined;
+    f?.resolve();
+  };
+
+  function ownedPartition(partition: number): Owned {
+    let o = owned.get(partition);
+    if (!o) {
+      // Without fencing (the rebuild) nothing is claimed: the workers' epochs stay valid.
+      const claim = fence ? store.claimPartition(partition) : Promise.resolve<PartitionClaim>({ epoch: 0, ready: true, offsets: new Map() });
+      const entry: Owned = { partition, claim, covered: new Map(), next: new Map(), pending: emptyPending(), held: [], fenced: false };
+      entry.claim.then(
+        (c) => {
+          entry.epoch = c.epoch;
+          entry.covered = new Map(c.offsets);
+          entry.next = new Map(c.offsets);
+        },
+        () => {
+          if (owned.get(partition) === entry) owned.delete(partition); // claimed again on the next batch
+        },
+      );
+      owned.set(partition, (o = entry));
+    }
+    return o;
+  }
+
+  function addOp(p: Pending, pinId: string, op: PinOp): void {
+    let ops = p.pins.get(pinId);
+    if (!ops) p.pins.set(pinId, (ops = []));
+    ops.push(op);
   }
 
   async function handle(batch: InRecord[]): Promise<StageResult> {
-    await assertState();
+    if (stateMissing && deps.requireState) throw stateMissingError();
     const rejected: Rejection[] = [];
-    const now = clock.now();
-    const topic = batch[0]?.topic;
-    if (topic === topics.engagement) {
-      const changes: EngagementChange[] = [];
-      for (const record of batch) {
+    const first = batch[0];
+    if (!first) return { outputs: [], rejected, commitOffset: null };
+    const { topic, partition } = first;
+    if (topic !== topics.engagement && topic !== topics.pinEvents && topic !== topics.captions) throw new Error(`enrich stage got a record of unexpected topic ${topic}`);
+    let o = ownedPartition(partition);
+    await o.claim;
+    o = owned.get(partition) ?? o; // a rejoin during the claim: use the fresh entry
+    if (owned.get(partition) !== o) return { outputs: [], rejected, commitOffset: null };
+    if (o.fenced) return { outputs: [], rejected, commitOffset: null };
+    const from = o.next.get(topic) ?? -1n;
+    const p = o.pending;
+    let bytes = 0;
+    for (const record of batch) {
+      // Already taken in: in the state (applied, but its Kafka commit did not happen before a
+      // crash or move) or in the buffer (this batch retried). Recognised by its offset.
+      if (BigInt(record.offset) < from) continue;
+      bytes += (record.value?.length ?? 0) + RECORD_OVERHEAD_BYTES;
+      if (topic === topics.engagement) {
         const d = decodeRecord('engagement_event', record.value, deps.maxRecordBytes);
         if (!d.ok) {
           rejected.push({ record, code: d.code, reason: d.reason });
@@ -125,48 +248,156 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
           rejected.push({ record, code: 'schema_violation', reason: `${isSave ? 'board_title' : 'query'} is empty after normalisation` });
           continue;
         }
-        changes.push({ pinId: e.pin_id, eventId: e.event_id, kind: isSave ? 'board' : 'query', text, partition: record.partition });
-      }
-      const results = await store.applyEngagements(changes, now);
-      for (const r of results) {
-        if (r === 0) stats.duplicateEngagements++;
-        else if (r < 0) stats.ignoredEngagements++;
-        else stats.engagementEvents++;
-      }
-    } else if (topic === topics.pinEvents) {
-      const changes: PinChange[] = [];
-      for (const record of batch) {
+        if (p.seenIds.has(e.event_id)) {
+          p.duplicates++;
+          continue;
+        }
+        p.seenIds.add(e.event_id);
+        const event = p.eventIds.push(e.event_id) - 1;
+        const ops = p.pins.get(e.pin_id);
+        const last = ops?.[ops.length - 1];
+        const item = { event, kind: isSave ? ('board' as const) : ('query' as const), text };
+        if (last?.op === 'engagements') last.events.push(item);
+        else addOp(p, e.pin_id, { op: 'engagements', events: [item] });
+      } else if (topic === topics.pinEvents) {
         const d = decodeRecord('pin_event', record.value, deps.maxRecordBytes);
         if (!d.ok) {
           rejected.push({ record, code: d.code, reason: d.reason });
           continue;
         }
         const e: PinEvent = d.value;
-        changes.push({ partition: record.partition, pinId: e.pin_id, eventTimeMs: Date.parse(e.event_time), type: e.type, pin: e.type === 'deleted' ? null : pinFieldsOf(e) });
-      }
-      // One round trip for the batch, applied in order (each change atomic, as one by one).
-      for (const applied of await store.applyPins(changes, now)) {
-        if (applied) stats.pinEvents++;
-        else stats.stalePinEvents++;
-      }
-    } else if (topic === topics.captions) {
-      for (const record of batch) {
+        addOp(p, e.pin_id, { op: 'pin', eventTimeMs: Date.parse(e.event_time), type: e.type, pin: e.type === 'deleted' ? null : pinFieldsOf(e) });
+      } else {
         const d = decodeRecord('caption', record.value, deps.maxRecordBytes);
         if (!d.ok) {
           rejected.push({ record, code: d.code, reason: d.reason });
           continue;
         }
         const c: Caption = d.value;
-        await store.applyCaption(record.partition, c.pin_id, { image_key: c.image_key, status: c.status, text: c.text }, now);
-        stats.captions++;
+        addOp(p, c.pin_id, { op: 'caption', caption: { image_key: c.image_key, status: c.status, text: c.text } });
       }
-    } else {
-      throw new Error(`enrich stage got a record of unexpected topic ${topic}`);
     }
-    // Redis may have restarted while the batch was applied: then these offsets must not be
-    // committed (the rebuild replays them; every change above is idempotent).
-    await assertState();
-    return { outputs: [], rejected };
+    const next = BigInt(batch[batch.length - 1]!.offset) + 1n;
+    if (next > from) {
+      p.offsets.set(topic, next);
+      o.next.set(topic, next);
+    }
+    p.bytes += bytes;
+    buffered += bytes;
+    pendingBytes += bytes;
+    // Half the budget buffered: write it now rather than on the next tick (a backlog), while
+    // handle() goes on filling the other half.
+    if (pendingBytes >= bufferBytes / 2) void flushStateInBackground();
+    // Backpressure: hold this batch (and so this partition's fetching) until a flush made room.
+    // While the state is missing nothing drains: fail (retriable), the worker holds the batch.
+    const waitUntil = clock.now() + 30_000;
+    while (buffered >= bufferBytes && owned.get(partition) === o) {
+      if (stateMissing && deps.requireState) throw stateMissingError();
+      if (clock.now() > waitUntil) throw new PinrichError('state_unavailable', 'enrich state flushes are not draining the buffer (is Redis reachable?); holding offsets', { retriable: true });
+      catchingUp = true;
+      await Promise.race([waitForFlush(), new Promise((r) => setTimeout(r, 1_000))]);
+    }
+    return { outputs: [], rejected, commitOffset: null };
+  }
+
+  /** Apply one partition's batch; true when applied (or nothing to apply). */
+  async function applyPending(o: Owned, p: Pending): Promise<'applied' | 'fenced' | 'missing'> {
+    if (p.offsets.size === 0) return 'applied';
+    const outcome = await store.applyBatch(
+      {
+        partition: o.partition,
+        epoch: fence ? o.epoch! : null,
+        requireReady: deps.requireState ?? false,
+        offsets: [...p.offsets].map(([topic, next]) => ({ topic, next: next.toString() })),
+        eventIds: p.eventIds,
+        pins: [...p.pins].map(([pinId, ops]) => ({ pinId, ops })),
+      },
+      clock.now(),
+    );
+    if (outcome.status !== 'applied') return outcome.status;
+    stats.engagementEvents += outcome.counted;
+    stats.duplicateEngagements += outcome.duplicates + p.duplicates;
+    stats.ignoredEngagements += outcome.ignored;
+    stats.pinEvents += outcome.pinsApplied;
+    stats.stalePinEvents += outcome.pinsStale;
+    stats.captions += outcome.captions;
+    for (const [topic, next] of p.offsets) if (next > (o.covered.get(topic) ?? -1n)) o.covered.set(topic, next);
+    return 'applied';
+  }
+
+  /**
+   * Write every partition's buffered records to the state (one script run per partition, all
+   * partitions at once: each is its own cluster slot). Returns the offsets now covered, per
+   * (topic, partition), for the worker to commit.
+   */
+  let stateFlush: Promise<Array<{ topic: string; partition: number; offset: string }>> | undefined;
+  /** One state flush at a time: a call while one runs waits for it, then runs its own. */
+  function flushState(): Promise<Array<{ topic: string; partition: number; offset: string }>> {
+    const run = (stateFlush ?? Promise.resolve([])).catch(() => []).then(() => flushStateNow());
+    stateFlush = run;
+    void run.finally(() => {
+      if (stateFlush === run) stateFlush = undefined;
+    }).catch(() => undefined);
+    return run;
+  }
+  let background: Promise<void> | undefined;
+  /** A flush started by handle(); its offsets are committed with the next tick. */
+  function flushStateInBackground(): Promise<void> {
+    background ??= flushState()
+      .then((committed) => {
+        for (const c of committed) toCommit.set(`${c.topic}\n${c.partition}`, c);
+      })
+      .catch((err: unknown) => deps.log.warn('enrich state flush failed; the next tick retries', { error: String(err) }))
+      .finally(() => (background = undefined));
+    return background;
+  }
+
+  async function flushStateNow(): Promise<Array<{ topic: string; partition: number; offset: string }>> {
+    const parts = [...owned.values()].filter((o) => o.epoch !== undefined && !o.fenced);
+    const wasFull = buffered >= bufferBytes / 2;
+    const committed: Array<{ topic: string; partition: number; offset: string }> = [];
+    await Promise.all(
+      parts.map(async (o) => {
+        // Swap the buffer first: handle() keeps filling a new one meanwhile.
+        if (o.pending.offsets.size > 0) {
+          o.held.push(o.pending);
+          pendingBytes -= o.pending.bytes;
+          o.pending = emptyPending();
+        }
+        let appliedAny = false;
+        while (o.held.length > 0) {
+          const p = o.held[0]!;
+          const status = await applyPending(o, p);
+          if (owned.get(o.partition) !== o) return; // reassigned meanwhile: the entry is gone
+          if (status === 'missing') {
+            stateMissing = true;
+            return;
+          }
+          o.held.shift();
+          buffered -= p.bytes;
+          appliedAny ||= status === 'applied';
+          if (status === 'fenced') {
+            // Another instance claimed this partition: this one is a zombie (its group membership
+            // is gone and kafkajs has not noticed yet). Write nothing more; the records go to the
+            // new owner, which reads them from the last committed offset.
+            o.fenced = true;
+            for (const h of o.held) buffered -= h.bytes;
+            buffered -= o.pending.bytes;
+            pendingBytes -= o.pending.bytes;
+            o.held = [];
+            o.pending = emptyPending();
+            o.next = new Map(o.covered);
+            deps.log.warn('enrich partition claimed by another instance; dropping its buffered records', { partition: o.partition });
+            return;
+          }
+        }
+        stateMissing = false;
+        if (appliedAny) for (const [topic, next] of o.covered) committed.push({ topic, partition: o.partition, offset: next.toString() });
+      }),
+    );
+    catchingUp = wasFull || (catchingUp && buffered >= bufferBytes / 2);
+    signalFlushed();
+    return committed;
   }
 
   /** Build what to publish for one pin; null when there is nothing to publish. */
@@ -212,51 +443,86 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
 
   let lastMissingWarn = -Infinity;
   async function tick(assigned: ReadonlyMap<string, readonly number[]>): Promise<StageResult> {
-    if (deps.requireState && !(await store.stateReady())) {
+    for (const c of await flushState()) toCommit.set(`${c.topic}\n${c.partition}`, c);
+    const commitOffsets = [...toCommit.values()];
+    if (deps.requireState && (stateMissing || !(await store.stateReady()))) {
       // Flush nothing; say so every 10 s (handle() fails loudly too, when input arrives).
       if (clock.now() - lastMissingWarn >= 10_000) {
         lastMissingWarn = clock.now();
         deps.log.error(stateMissingError().message);
       }
-      return { outputs: [], rejected: [] };
+      return { outputs: [], rejected: [], commitOffsets };
     }
     const partitions = new Set<number>();
     for (const [topic, parts] of assigned) if (topic === topics.pinEvents || topic === topics.engagement || topic === topics.captions) parts.forEach((p) => partitions.add(p));
+    const epochs = new Map<number, number>();
+    if (fence) {
+      for (const p of [...partitions]) {
+        const o = owned.get(p);
+        // Publish only from partitions this instance has claimed and still owns.
+        if (o?.epoch === undefined || o.fenced) partitions.delete(p);
+        else epochs.set(p, o.epoch);
+      }
+    }
     const now = clock.now();
     const nowIso = new Date(now).toISOString();
+    const windowMs = catchingUp ? catchUpWindowMs : deps.windowMs;
     const outputs: OutMessage[] = [];
     const commits: FlushCommit[] = [];
     // Due pins of every partition at once (the same pins as asking partition by partition with
     // what is left of the budget: partitions in order, oldest first), then one read of them all.
     const ordered = [...partitions].sort((a, b) => a - b);
-    const dueBy = await Promise.all(ordered.map((partition) => store.duePins(partition, now - deps.windowMs, maxFlush)));
+    const dueBy = await Promise.all(ordered.map((partition) => store.duePins(partition, now - windowMs, maxFlush)));
     const due: Array<{ partition: number; pinId: string }> = [];
     ordered.forEach((partition, i) => {
       for (const pinId of dueBy[i]!) if (due.length < maxFlush) due.push({ partition, pinId });
     });
-    const pins = await store.readPins(due, deps.topK);
+    const pins = await store.readPins(due, deps.topK, fence ? epochs : undefined);
     // The language detector is loaded on first need only (see core/language.ts).
-    if (pins.some((p) => !p.deleted && p.pin && needsDetection(p.pin.language))) await loadLanguageDetector();
+    if (pins.some((p) => p && !p.deleted && p.pin && needsDetection(p.pin.language))) await loadLanguageDetector();
     pins.forEach((p, i) => {
+      if (!p) return; // fenced: not this instance's to publish
       const plan = planFlush(p, nowIso);
       outputs.push(...plan.outputs);
       commits.push({ partition: due[i]!.partition, pin: p, published: plan.published, queries: plan.queries });
     });
-    if (outputs.length) await assertState(); // the pins read above came from complete state
+    if (outputs.length && deps.requireState && !(await store.stateReady())) return { outputs: [], rejected: [], commitOffsets }; // the pins read above came from complete state
     return {
       outputs,
       rejected: [],
       commit: async () => {
-        await store.commitFlushes(commits);
+        await store.commitFlushes(commits, fence ? epochs : undefined);
       },
+      commitOffsets,
     };
   }
 
   return {
     name: 'enrich',
+    commitsOnTick: true,
     stats: () => ({ ...stats }),
     handle: (batch) => handle(batch),
     tick: (assigned) => tick(assigned),
+    /** Write everything buffered to the state now (`pinrich enrich rebuild`, after each batch). */
+    async flushState() {
+      await flushState();
+      if (stateMissing) throw stateMissingError();
+    },
+    committed(offsets) {
+      for (const c of offsets) {
+        const key = `${c.topic}\n${c.partition}`;
+        if (toCommit.get(key)?.offset === c.offset) toCommit.delete(key);
+      }
+    },
+    onAssignment() {
+      // A rejoin: Kafka redelivers every assigned partition from its committed offset, so
+      // whatever is buffered is dropped and every partition is claimed again on its next batch.
+      owned = new Map();
+      toCommit.clear();
+      buffered = 0;
+      pendingBytes = 0;
+      signalFlushed();
+    },
     async close() {},
   };
 }

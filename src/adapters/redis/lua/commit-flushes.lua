@@ -7,25 +7,29 @@ clear the dirty mark unless the pin changed since it was read (its `gen` differs
 and is flushed again next time). The published document itself (Pdoc:{pin}, read by score and
 `labels export`) lives in the pin's own slot and is written by the caller before this script.
 
+Fenced like apply-batch: nothing is recorded for a caller that lost the partition.
+
 KEYS (one hash slot: the partition tag {pN}):
-  1 the partition's dirty zset; then 2 per pin: pin hash, new-query set
+  1 the partition's meta hash   2 its dirty zset; then 2 per pin: pin hash, new-query set
 ARGV:
-  per pin: pin id, gen read before publishing, new content hash ('' = nothing published),
+  1 owner epoch of the caller ('' = no check)
+  then per pin: pin id, gen read before publishing, new content hash ('' = nothing published),
   new version, Q, then Q published queries
 Returns:
-  per pin, 1 when the dirty mark was cleared, 0 when the pin changed meanwhile.
+  -1 when fenced; else per pin, 1 when the dirty mark was cleared, 0 when the pin changed meanwhile.
 ]]
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return -1 end
 local out = {}
-local a = 1
-for p = 0, (#KEYS - 1) / 2 - 1 do
-  local b = 1 + 2 * p
+local a = 2
+for p = 0, (#KEYS - 2) / 2 - 1 do
+  local b = 2 + 2 * p
   local q = tonumber(ARGV[a + 4])
   if ARGV[a + 2] ~= '' then
     redis.call('HSET', KEYS[b + 1], 'hash', ARGV[a + 2], 'ver', ARGV[a + 3])
   end
   for i = a + 5, a + 4 + q do redis.call('SREM', KEYS[b + 2], ARGV[i]) end
   if (redis.call('HGET', KEYS[b + 1], 'gen') or '') == ARGV[a + 1] then
-    redis.call('ZREM', KEYS[1], ARGV[a])
+    redis.call('ZREM', KEYS[2], ARGV[a])
     out[p + 1] = 1
   else
     out[p + 1] = 0

@@ -5,14 +5,18 @@ Per pin: the hash, the top-k board titles and queries, and the new-query set. To
 desc, with ties at the cut resolved by text ascending (a plain ZRANGE REV would keep the
 reverse-lexicographic ones), so documents never depend on Redis' tie order.
 
+Fenced like apply-batch: a caller that no longer owns the partition (its epoch is not the
+partition's) reads nothing, so it cannot publish documents from what it reads.
+
 KEYS (one hash slot: the partition tag {pN}):
-  4 per pin: pin hash, boards zset, queries zset, new-query set
+  1 the partition's meta hash; then 4 per pin: pin hash, boards zset, queries zset, new-query set
 ARGV:
-  1 k (top-K size)
+  1 k (top-K size)   2 owner epoch of the caller ('' = no check: `pinrich enrich rebuild`, tests)
 Returns:
-  one array per pin, in KEYS order: { HGETALL flat, top boards WITHSCORES, top queries WITHSCORES,
-  SMEMBERS new queries }.
+  -1 when fenced; else one array per pin, in KEYS order: { HGETALL flat, top boards WITHSCORES,
+  top queries WITHSCORES, SMEMBERS new queries }.
 ]]
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then return -1 end
 local k = tonumber(ARGV[1])
 local function top(key)
   local t = redis.call('ZRANGE', key, '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, k, 'WITHSCORES')
@@ -27,8 +31,8 @@ local function top(key)
   return o
 end
 local out = {}
-for p = 0, #KEYS / 4 - 1 do
-  local b = 4 * p
+for p = 0, (#KEYS - 1) / 4 - 1 do
+  local b = 1 + 4 * p
   out[p + 1] = { redis.call('HGETALL', KEYS[b + 1]), top(KEYS[b + 2]), top(KEYS[b + 3]), redis.call('SMEMBERS', KEYS[b + 4]) }
 end
 return out

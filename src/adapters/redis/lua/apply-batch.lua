@@ -1,0 +1,137 @@
+--[[
+apply-batch: apply one flush interval of ONE partition's records to its state, atomically with
+the input offsets they cover, fenced by the owner epoch.
+
+The worker aggregates a partition's records in memory for one flush interval and writes them
+here in one script run (as Kafka Streams and Flink write each changed key once per commit
+interval): pin events, captions and engagement segments per pin, in their arrival order, so the
+result is exactly that of applying the records one by one. With the state it records, in the
+same run, the next input offset of every topic it covers: a redelivered record below it is
+recognised by its offset and skipped by the worker, without a per-event marker.
+
+Engagement is deduplicated by event id against the dedup horizon: per partition, B time buckets
+of seen ids (sets; the newest is KEYS[3]), each expiring after the horizon. A new id goes into
+the newest bucket; an id in any live bucket is a duplicate (SMISMEMBER over all events at once).
+
+KEYS (one hash slot: every key carries the partition tag {pN}):
+  1 meta hash (epoch, ready, o:<topic>)   2 dirty zset   3 .. 2+B seen-id buckets (newest first)
+  then 4 per pin g (1-based) at 2+B+4(g-1)+1 .. +4: pin hash, boards zset, queries zset, new-query set
+ARGV:
+  1 owner epoch of the caller ('' = no check: the rebuild)   2 '1' to require the state marker (ready), else '0'   3 now (ms)
+  4 B   5 TTL of the newest bucket (s)   6 '1' to remember new queries for pairs, else '0'
+  7 G pins   8 T topics   9 E events
+  then T pairs: topic, next offset
+  then E event ids (unique within the call)
+  then per pin g: pin id, op count, then its ops:
+    'p' event-time-ms type(created|updated|deleted) pin-JSON   a pin event
+    'c' caption-JSON                                           a caption
+    'e' k m, then k event indexes (1-based, into the ids), then m triples: 'b'|'q', folded
+        text, number of the segment's events that have this text; then k slot numbers (1-based
+        into the m triples: the text of each event, so a duplicate's count can be taken off)
+Returns:
+  { status, counted, duplicates, ignored, pins applied, pins stale, captions changed }
+  status 1 applied; -1 fenced (another instance claimed the partition: nothing written);
+  -2 the state marker is missing (nothing written).
+]]
+local meta, dirty = KEYS[1], KEYS[2]
+if ARGV[1] ~= '' and redis.call('HGET', meta, 'epoch') ~= ARGV[1] then return { -1, 0, 0, 0, 0, 0, 0 } end
+if ARGV[2] == '1' and redis.call('HGET', meta, 'ready') ~= '1' then return { -2, 0, 0, 0, 0, 0, 0 } end
+local now, nB, ttl, mine = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6] == '1'
+local nG, nT, nE = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local a = 10
+for _ = 1, nT do
+  redis.call('HSET', meta, 'o:' .. ARGV[a], ARGV[a + 1])
+  a = a + 2
+end
+
+-- Deduplication: which event ids are already in a live bucket (in chunks: Lua's unpack limit).
+local firstId = a
+local dup = {}
+local CH = 4000
+for from = 0, nE - 1, CH do
+  local to = math.min(nE, from + CH)
+  local ids = {}
+  for i = from + 1, to do ids[#ids + 1] = ARGV[firstId + i - 1] end
+  for b = 1, nB do
+    local seen = redis.call('SMISMEMBER', KEYS[2 + b], unpack(ids))
+    for j = 1, #seen do if seen[j] == 1 then dup[from + j] = true end end
+  end
+  local fresh = {}
+  for j = 1, #ids do if not dup[from + j] then fresh[#fresh + 1] = ids[j] end end
+  if #fresh > 0 then redis.call('SADD', KEYS[3], unpack(fresh)) end
+end
+if nE > 0 then redis.call('EXPIRE', KEYS[3], ttl) end
+a = firstId + nE
+
+local counted, dups, ignored, applied, stale, captions = 0, 0, 0, 0, 0, 0
+for g = 1, nG do
+  local base = 2 + nB + 4 * (g - 1)
+  local h, kb, kq, kn = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4]
+  local pinId, nOps = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  local deleted = redis.call('HGET', h, 'deleted') == '1'
+  local changed = false
+  for _ = 1, nOps do
+    local op = ARGV[a]
+    if op == 'p' then
+      local last = tonumber(redis.call('HGET', h, 'etime') or '-1')
+      if tonumber(ARGV[a + 1]) < last then stale = stale + 1
+      else
+        if ARGV[a + 2] == 'deleted' then
+          redis.call('HSET', h, 'deleted', '1', 'etime', ARGV[a + 1], 'engagements', 0)
+          redis.call('HDEL', h, 'pin', 'caption')
+          redis.call('DEL', kb, kq, kn)
+          deleted = true
+        else
+          redis.call('HSET', h, 'pin', ARGV[a + 3], 'etime', ARGV[a + 1], 'deleted', '0')
+          deleted = false
+        end
+        applied = applied + 1
+        changed = true
+      end
+      a = a + 4
+    elseif op == 'c' then
+      if not deleted and redis.call('HGET', h, 'caption') ~= ARGV[a + 1] then
+        redis.call('HSET', h, 'caption', ARGV[a + 1])
+        changed = true
+      end
+      captions = captions + 1
+      a = a + 2
+    else
+      -- Counted in the caller per distinct text; only duplicates are taken off here.
+      local k, m = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+      local ev, sl = a + 3, a + 3 + k + 3 * m
+      local cnt = {}
+      for j = 1, m do cnt[j] = tonumber(ARGV[a + 3 + k + 3 * (j - 1) + 2]) end
+      local n = k
+      for i = 0, k - 1 do
+        if dup[tonumber(ARGV[ev + i])] then
+          dups = dups + 1
+          n = n - 1
+          local j = tonumber(ARGV[sl + i])
+          cnt[j] = cnt[j] - 1
+        end
+      end
+      if deleted then ignored = ignored + n
+      elseif n > 0 then
+        for j = 1, m do
+          if cnt[j] > 0 then
+            local t = a + 3 + k + 3 * (j - 1)
+            local kind, text = ARGV[t], ARGV[t + 1]
+            local c = tonumber(redis.call('ZINCRBY', kind == 'b' and kb or kq, cnt[j], text))
+            if mine and kind == 'q' and c == cnt[j] then redis.call('SADD', kn, text) end
+          end
+        end
+        redis.call('HINCRBY', h, 'engagements', n)
+        counted = counted + n
+        changed = true
+      end
+      a = a + 3 + 2 * k + 3 * m
+    end
+  end
+  if changed then
+    redis.call('HINCRBY', h, 'gen', 1)
+    redis.call('ZADD', dirty, 'NX', now, pinId)
+  end
+end
+return { 1, counted, dups, ignored, applied, stale, captions }
