@@ -5,20 +5,34 @@
  * key of a partition shares one hash tag, is in ./keys.ts; each script call touches the keys of
  * one partition only (one Redis Cluster slot).
  *
+ * Writes: a partition's records of one flush interval are applied in one apply-batch run,
+ * together with the input offsets they cover and fenced by the partition's owner epoch
+ * (claim-partition), so a redelivered record is recognised by its offset and a zombie owner
+ * writes nothing.
+ *
  * Flushing protocol (no lock needed): read state together with `gen`; publish; write the
  * published documents; then `commitFlushes` records the new hash/version and removes the dirty
  * mark only if `gen` is unchanged, so a change that raced the flush is flushed again next time.
  * A tick's pins are read and committed in batches (read-pins, commit-flushes), a few hundred
  * pins of one partition per script call.
  */
-import { crossSlotPipeline, type Redis } from './client.js';
+import type { Redis } from './client.js';
 import type { CaptionState, PinFields } from '../../core/document.js';
 import type { EnrichStateStore, StoredPin } from '../../stages/enrich/ports.js';
 import { redisKeys, type RedisKeys } from './keys.js';
 import { withScripts, type Scripted } from './lua.js';
 
-/** Engagement events per apply-engagements call: bounds how long one call holds Redis (~1 ms). */
-const ENGAGEMENTS_PER_CALL = 500;
+/**
+ * The dedup horizon as time buckets: an event id goes into the bucket of the time it is applied
+ * and is a duplicate while any of the last `buckets` buckets holds it. The newest bucket lives
+ * for the horizon plus one bucket, so an id is remembered for at least the horizon (and at most
+ * one bucket longer): 8 buckets of horizon/7 each.
+ */
+export function dedupBuckets(horizonSeconds: number): { buckets: number; bucketSeconds: number; newestTtlSeconds: number } {
+  const buckets = 8;
+  const bucketSeconds = Math.max(1, Math.ceil(horizonSeconds / (buckets - 1)));
+  return { buckets, bucketSeconds, newestTtlSeconds: horizonSeconds + bucketSeconds };
+}
 /** Pins per read-pins / commit-flushes call: bounds how long one call holds Redis. */
 const PINS_PER_CALL = 200;
 
@@ -40,10 +54,10 @@ function byPartition<T extends { partition: number }>(items: readonly T[]): Map<
  */
 export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKeys | string, dedupTtlSeconds: number, minePairs: boolean): EnrichStateStore {
   const keys = typeof keysOrPrefix === 'string' ? redisKeys(keysOrPrefix) : keysOrPrefix;
+  const dedup = dedupBuckets(dedupTtlSeconds);
   const redis = withScripts(plainRedis);
   const k = keys.enrich;
-  // Cross-slot on a cluster (documents of many pins, several partitions): see crossSlotPipeline.
-  const pipeline = () => crossSlotPipeline(redis) as Scripted<ReturnType<Redis['pipeline']>>;
+  const pipeline = () => redis.pipeline() as Scripted<ReturnType<Redis['pipeline']>>;
   const pinKeys = (partition: number, pinId: string) => [k.pin(partition, pinId), k.boards(partition, pinId), k.queries(partition, pinId), k.newQueries(partition, pinId)];
 
   const parseCounts = (flat: string[]) => {
@@ -58,49 +72,50 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
     });
 
   return {
-    async applyPins(changes, nowMs) {
-      if (changes.length === 0) return [];
-      // Pipelined in order: each change is its own atomic script run, exactly as one by one.
-      const pipe = pipeline();
-      for (const c of changes) {
-        pipe.pinrichApplyPin(5, ...pinKeys(c.partition, c.pinId), k.dirty(c.partition), c.pinId, c.eventTimeMs, c.type, c.pin ? JSON.stringify(c.pin) : '', nowMs);
-      }
-      return (await execAll(pipe)).map((v) => Number(v) === 1);
+    async claimPartition(partition) {
+      const [epoch, ready, flat] = (await redis.pinrichClaimPartition(1, k.meta(partition))) as [number, string, string[]];
+      const offsets = new Map<string, bigint>();
+      for (let i = 0; i < flat.length; i += 2) if (flat[i]!.startsWith('o:')) offsets.set(flat[i]!.slice(2), BigInt(flat[i + 1]!));
+      return { epoch: Number(epoch), ready: ready === '1', offsets };
     },
-    async applyEngagements(changes, nowMs) {
-      if (changes.length === 0) return [];
-      const pipe = pipeline();
-      const order: number[] = []; // input index of each result, in pipeline order
-      for (const [partition, list] of byPartition(changes)) {
-        for (let from = 0; from < list.length; from += ENGAGEMENTS_PER_CALL) {
-          const chunk = list.slice(from, from + ENGAGEMENTS_PER_CALL);
-          const markers: string[] = [];
-          const groupKeys: string[] = [];
-          const groupArgs: string[] = [];
-          const eventArgs: Array<string | number> = [];
-          const groups = new Map<string, number>(); // pin id -> group index (1-based)
-          for (const { item: c, index } of chunk) {
-            let g = groups.get(c.pinId);
-            if (g === undefined) {
-              groups.set(c.pinId, (g = groups.size + 1));
-              groupKeys.push(...pinKeys(partition, c.pinId));
-              groupArgs.push(c.pinId);
+    async applyBatch(batch, nowMs) {
+      const { partition } = batch;
+      const bucket = Math.floor(nowMs / 1000 / dedup.bucketSeconds);
+      const callKeys = [k.meta(partition), k.dirty(partition)];
+      for (let b = 0; b < dedup.buckets; b++) callKeys.push(k.seen(partition, bucket - b));
+      const args: Array<string | number> = [];
+      for (const { pinId, ops } of batch.pins) {
+        callKeys.push(...pinKeys(partition, pinId));
+        args.push(pinId, ops.length);
+        for (const op of ops) {
+          if (op.op === 'pin') args.push('p', op.eventTimeMs, op.type, op.pin ? JSON.stringify(op.pin) : '');
+          else if (op.op === 'caption') args.push('c', JSON.stringify(op.caption));
+          else {
+            // Counted here per distinct text (Redis then takes only duplicates off): far fewer
+            // script steps per event than counting event by event.
+            const slots = new Map<string, { kind: 'b' | 'q'; text: string; n: number; slot: number }>();
+            const slotOf: number[] = [];
+            for (const e of op.events) {
+              const kind = e.kind === 'board' ? 'b' : 'q';
+              const id = kind + e.text;
+              let s = slots.get(id);
+              if (!s) slots.set(id, (s = { kind, text: e.text, n: 0, slot: slots.size + 1 }));
+              s.n++;
+              slotOf.push(s.slot);
             }
-            markers.push(k.event(partition, c.eventId));
-            eventArgs.push(g, c.kind === 'board' ? 'b' : 'q', c.text);
-            order.push(index);
+            args.push('e', op.events.length, slots.size);
+            for (const e of op.events) args.push(e.event + 1);
+            for (const s of slots.values()) args.push(s.kind, s.text, s.n);
+            for (const slot of slotOf) args.push(slot);
           }
-          const all = [...markers, ...groupKeys, k.dirty(partition)];
-          pipe.pinrichApplyEngagements(all.length, ...all, dedupTtlSeconds, nowMs, chunk.length, groups.size, minePairs ? '1' : '0', ...groupArgs, ...eventArgs);
         }
       }
-      const out = new Array<number>(changes.length);
-      let n = 0;
-      for (const value of await execAll(pipe)) for (const r of value as number[]) out[order[n++]!] = Number(r);
-      return out;
-    },
-    async applyCaption(partition, pinId, caption, nowMs) {
-      return Number(await redis.pinrichApplyCaption(2, k.pin(partition, pinId), k.dirty(partition), JSON.stringify(caption), pinId, nowMs));
+      const head: Array<string | number> = [batch.epoch ?? '', batch.requireReady ? '1' : '0', nowMs, dedup.buckets, dedup.newestTtlSeconds, minePairs ? '1' : '0', batch.pins.length, batch.offsets.length, batch.eventIds.length];
+      for (const o of batch.offsets) head.push(o.topic, o.next);
+      // Arrays, not spread: a flush's arguments can outnumber what a JS call can take (ioredis flattens them).
+      const r = ((await redis.pinrichApplyBatch(callKeys.length, callKeys as never, head as never, batch.eventIds as never, args as never)) as number[]).map(Number);
+      const status = r[0] === 1 ? 'applied' : r[0] === -1 ? 'fenced' : 'missing';
+      return { status, counted: r[1]!, duplicates: r[2]!, ignored: r[3]!, pinsApplied: r[4]!, pinsStale: r[5]!, captions: r[6]! };
     },
     async duePins(partition, dueBeforeMs, limit) {
       return redis.zrangebyscore(k.dirty(partition), '-inf', dueBeforeMs, 'LIMIT', 0, limit);
@@ -109,22 +124,25 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
       const counts = await Promise.all(partitions.map((p) => redis.zcard(k.dirty(p))));
       return counts.every((n) => n === 0);
     },
-    async readPins(pins, topK) {
+    async readPins(pins, topK, epochs) {
       if (pins.length === 0) return [];
       const pipe = pipeline();
-      const order: number[] = [];
+      const calls: Array<Array<{ index: number }>> = [];
       for (const [partition, list] of byPartition(pins)) {
         for (let from = 0; from < list.length; from += PINS_PER_CALL) {
           const chunk = list.slice(from, from + PINS_PER_CALL);
-          const callKeys = chunk.flatMap(({ item }) => pinKeys(partition, item.pinId));
-          chunk.forEach(({ index }) => order.push(index));
-          pipe.pinrichReadPins(callKeys.length, ...callKeys, topK);
+          const callKeys = [k.meta(partition), ...chunk.flatMap(({ item }) => pinKeys(partition, item.pinId))];
+          calls.push(chunk);
+          pipe.pinrichReadPins(callKeys.length, ...callKeys, topK, epochs?.get(partition) ?? '');
         }
       }
-      const rows = new Array<unknown[]>(pins.length);
-      let n = 0;
-      for (const value of await execAll(pipe)) for (const row of value as unknown[][]) rows[order[n++]!] = row;
-      return pins.map(({ pinId }, i): StoredPin => {
+      const rows = new Array<unknown[] | null>(pins.length).fill(null);
+      (await execAll(pipe)).forEach((value, c) => {
+        if (!Array.isArray(value)) return; // fenced: this instance lost the partition
+        calls[c]!.forEach(({ index }, j) => (rows[index] = value[j] as unknown[]));
+      });
+      return pins.map(({ pinId }, i): StoredPin | null => {
+        if (rows[i] === null) return null;
         const [flat, boards, queries, newq] = rows[i] as [string[], string[], string[], string[]];
         const h: Record<string, string> = {};
         for (let j = 0; j < flat.length; j += 2) h[flat[j]!] = flat[j + 1]!;
@@ -143,7 +161,7 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
         };
       });
     },
-    async commitFlushes(items) {
+    async commitFlushes(items, epochs) {
       if (items.length === 0) return [];
       // The documents first (each in its own pin's slot), then per partition the state that
       // says they were published: a crash in between re-flushes the pin (nothing lost).
@@ -157,32 +175,36 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
       }
       if (anyDoc) await execAll(docs);
       const pipe = pipeline();
-      const order: number[] = [];
+      const calls: Array<Array<{ index: number }>> = [];
       for (const [partition, list] of byPartition(items)) {
         for (let from = 0; from < list.length; from += PINS_PER_CALL) {
           const chunk = list.slice(from, from + PINS_PER_CALL);
-          const callKeys: string[] = [k.dirty(partition)];
-          const args: Array<string | number> = [];
-          for (const { item, index } of chunk) {
+          const callKeys: string[] = [k.meta(partition), k.dirty(partition)];
+          const args: Array<string | number> = [epochs?.get(partition) ?? ''];
+          for (const { item } of chunk) {
             const { pin, published, queries } = item;
             callKeys.push(k.pin(partition, pin.pinId), k.newQueries(partition, pin.pinId));
             args.push(pin.pinId, pin.gen, published?.hash ?? '', published?.version ?? 0, queries.length, ...queries);
-            order.push(index);
           }
+          calls.push(chunk);
           pipe.pinrichCommitFlushes(callKeys.length, ...callKeys, ...args);
         }
       }
-      const out = new Array<boolean>(items.length);
-      let n = 0;
-      for (const value of await execAll(pipe)) for (const r of value as number[]) out[order[n++]!] = Number(r) === 1;
+      const out = new Array<boolean>(items.length).fill(false);
+      (await execAll(pipe)).forEach((value, c) => {
+        if (!Array.isArray(value)) return; // fenced: nothing recorded
+        calls[c]!.forEach(({ index }, j) => (out[index] = Number(value[j]) === 1));
+      });
       return out;
     },
     async stateReady() {
       return (await redis.exists(k.stateMarker())) === 1;
     },
-    async markStateReady(info, onlyIfAbsent = false) {
-      if (onlyIfAbsent) await redis.set(k.stateMarker(), JSON.stringify(info), 'NX');
-      else await redis.set(k.stateMarker(), JSON.stringify(info));
+    async markStateReady(info, partitions, onlyIfAbsent = false) {
+      if (onlyIfAbsent) {
+        if ((await redis.set(k.stateMarker(), JSON.stringify(info), 'NX')) === null) return;
+      } else await redis.set(k.stateMarker(), JSON.stringify(info));
+      await Promise.all(partitions.map((p) => redis.hset(k.meta(p), 'ready', '1')));
     },
     async restorePublished(partition, pinId, hash, version, doc) {
       // Two slots (the partition's state, the pin's document): two commands, not one MULTI.
