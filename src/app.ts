@@ -44,6 +44,12 @@ export interface StartOptions {
    * does; the demo, benchmarks and tests that start several apps in one host do not, unless asked.
    */
   serveOps?: boolean;
+  /**
+   * Ends the start-up wait for an unreachable Redis (the start then rejects with `aborted`): a
+   * SIGTERM while Redis is down stops the process instead of waiting PINRICH_REDIS_WAIT_MS.
+   * Nothing has joined a group yet at that point, so there is nothing to drain.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -78,7 +84,7 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
       log.info('serving /metrics, /healthz, /readyz', { port: ops.port });
     }
     // Says within seconds which Redis it waits for, and waits (like Kafka) instead of exiting.
-    await untilRedisAnswers(redis, config.redisUrl, { log, timeoutMs: config.redisWaitMs });
+    await untilRedisAnswers(redis, config.redisUrl, { log, timeoutMs: config.redisWaitMs, ...(opts.signal ? { signal: opts.signal } : {}) });
     // Secrets never reach a topic, even when a model server echoes an API key into an error.
     publisher = redactingPublisher(await createPublisher(kafka, { log, timeoutMs: config.kafkaWaitMs }), createRedactor(secretValues(config)));
     let enrichStateChecked = false;

@@ -16,7 +16,7 @@ import { createKafka } from './adapters/kafka/client.js';
 import { startApp } from './app.js';
 import { ConfigError, configTable, loadConfig, redactConfig, secretValues, type Config } from './config.js';
 import { devModule, tryDevModule } from './dev-modules.js';
-import { describeError } from './errors.js';
+import { describeError, isPinrichError } from './errors.js';
 import { createLogger } from './runtime/log.js';
 import { rebuildEnrichState } from './stages/enrich/rebuild.js';
 import { createRedactor, type Redactor } from './runtime/redact.js';
@@ -135,16 +135,27 @@ async function main(argv: string[]): Promise<number> {
       const log = processLogger(config);
       // Listen before starting: a SIGTERM during start-up (a rolling restart, a test) must still
       // drain and leave the groups cleanly, not kill the process half-started.
+      const startup = new AbortController();
       const signalled = new Promise<void>((resolve) => {
         const stop = (signal: string) => {
           log.info('signal received; draining', { signal });
+          startup.abort(); // ends a wait for an unreachable Redis; see StartOptions.signal
           resolve();
         };
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });
       log.info('starting', { workers: which, config: redactConfig(config) });
-      const app = await startApp(config, which, log, { serveOps: true });
+      let app: Awaited<ReturnType<typeof startApp>>;
+      try {
+        app = await startApp(config, which, log, { serveOps: true, signal: startup.signal });
+      } catch (err) {
+        if (startup.signal.aborted && isPinrichError(err) && err.code === 'aborted') {
+          log.info('stopped during start-up, before any worker joined its group');
+          return 0;
+        }
+        throw err;
+      }
       await signalled;
       await app.stop();
       return 0;

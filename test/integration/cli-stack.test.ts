@@ -132,7 +132,7 @@ describe.skipIf(!stack)('the CLI uses the local stack when nothing else is confi
     }
   });
 
-  it('an unreachable Redis is reported within seconds with its address, password masked, and waited for', async () => {
+  it('an unreachable Redis is reported within seconds with its address, password masked, and waited for until SIGTERM', async () => {
     const port = await freePort(); // nothing listens there
     const child = spawn(process.execPath, ['bin/pinrich.js', 'run', 'enrich'], {
       env: bareEnv({ PINRICH_REDIS_URL: `redis://:sekret-pw@127.0.0.1:${port}`, PINRICH_TOPIC_PREFIX: `test.clistack.${randomUUID().slice(0, 8)}.` }),
@@ -161,6 +161,11 @@ describe.skipIf(!stack)('the CLI uses the local stack when nothing else is confi
       // "Within seconds", as measured by the process itself (ioredis alone would say nothing for ~25 s).
       expect(warnings[0]!.waitedMs as number).toBeLessThan(5_000);
       expect(stderr).not.toContain('sekret-pw');
+      // SIGTERM ends the wait (nothing joined a group yet): a clean exit, well before PINRICH_REDIS_WAIT_MS.
+      const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(stderr).toContain('stopped during start-up, before any worker joined its group');
     } finally {
       child.kill('SIGKILL');
     }

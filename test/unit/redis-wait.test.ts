@@ -85,6 +85,15 @@ describe('untilRedisAnswers', () => {
     });
   });
 
+  it('stops waiting when its signal aborts, with code aborted', async () => {
+    const redis = scriptedRedis();
+    const { log } = recordingLogger();
+    const abort = new AbortController();
+    const waiting = untilRedisAnswers(redis, 'redis://h:1', { log, timeoutMs: 60_000, signal: abort.signal });
+    setTimeout(() => abort.abort(), 20);
+    await expect(waiting).rejects.toMatchObject({ code: 'aborted' });
+  });
+
   it('sends a new PING when ioredis gives up on one, and returns when that one is answered', async () => {
     const { log } = recordingLogger();
     let calls = 0;
