@@ -75,6 +75,10 @@ export function testEnv(overrides: Record<string, string> = {}): Record<string, 
     PINRICH_GROUP_PREFIX: `t-${id}`,
     PINRICH_S3_PREFIX: `t-${id}/`,
     PINRICH_TOPIC_PARTITIONS: '2',
+    // On the cluster, 4 partitions: the hash tags {p0} and {p1} happen to share a master, {p2} and
+    // {p3} are on the two others, so the enrich state of one test spans every master (a step that
+    // crosses partitions' slots fails there, as it would in production).
+    ...(testRedisMode() === 'cluster' ? { PINRICH_TOPIC_PARTITIONS: '4' } : {}),
     PINRICH_LOG_LEVEL: 'warn',
     PINRICH_MODEL_BACKOFF_BASE_MS: '20',
     PINRICH_MODEL_BACKOFF_MAX_MS: '200',

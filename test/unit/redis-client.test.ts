@@ -19,7 +19,7 @@ describe('Redis Cluster client options (PINRICH_REDIS_CLUSTER=true)', () => {
     ]);
     expect(options.redisOptions?.password).toBeUndefined();
     expect(options.redisOptions?.tls).toBeUndefined();
-    expect(options.enableAutoPipelining).toBe(true);
+    expect(options.enableAutoPipelining).toBe(false);
   });
 
   it('applies the AUTH of the URL that carries it to every node, percent-decoded', () => {

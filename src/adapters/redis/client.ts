@@ -76,7 +76,11 @@ export function clusterOptions(urls: string, opts: { tlsCaFile?: string } = {}):
     seeds: parsed.map((u) => ({ host: u.hostname, port: Number(u.port || 6379) })),
     options: {
       redisOptions: nodeOptions,
-      enableAutoPipelining: true,
+      // Off on a cluster: ioredis groups auto-pipelined commands by the slot of their first
+      // argument, which for a script called with a key count (every pinrich script) is that
+      // count, not a key; two scripts of different slots then share one pipeline, which the
+      // cluster client refuses. Concurrent commands still share each node's connection.
+      enableAutoPipelining: false,
       // A master that restarts or fails over: slots are refreshed and commands retried (with
       // their batches' own retries above this) instead of failing at once.
       retryDelayOnClusterDown: 300,
@@ -100,6 +104,36 @@ export function redisOptions(url: string, opts: { tlsCaFile?: string } = {}): Re
     retryStrategy: (times) => Math.min(times * 200, 2_000),
     ...tls,
   };
+}
+
+/**
+ * A pipeline whose commands may be in different hash slots. On one server it is a plain ioredis
+ * pipeline (one round trip). On a cluster, ioredis refuses a pipeline whose keys are not all
+ * served by one node, so this one records the calls and, at `exec()`, sends each as its own
+ * command at once, each routed by its own keys to its slot's master, all in flight together on
+ * the nodes' connections. The result has `exec()`'s shape, `[error, value]` per call
+ * in call order. Like any pipeline it is not atomic; each command (a script) must itself stay
+ * inside one slot. Only command calls and `exec()` are supported on the cluster form.
+ */
+export function crossSlotPipeline(redis: Redis): ReturnType<Redis['pipeline']> {
+  if (!(redis instanceof Cluster)) return redis.pipeline();
+  const calls: Array<() => Promise<unknown>> = [];
+  const target = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const pipe: unknown = new Proxy(
+    {},
+    {
+      get(_, name) {
+        if (name === 'exec') return () => Promise.all(calls.map((call) => call().then((v): [Error | null, unknown] => [null, v], (e: Error): [Error | null, unknown] => [e, null])));
+        if (name === 'length') return calls.length;
+        if (typeof name !== 'string' || typeof target[name] !== 'function') return undefined;
+        return (...args: unknown[]) => {
+          calls.push(() => target[name]!(...args));
+          return pipe;
+        };
+      },
+    },
+  );
+  return pipe as ReturnType<Redis['pipeline']>;
 }
 
 /** Fail with a typed error when Redis cannot be reached (start-up check). */

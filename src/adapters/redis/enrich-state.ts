@@ -16,7 +16,7 @@
  * A tick's pins are read and committed in batches (read-pins, commit-flushes), a few hundred
  * pins of one partition per script call.
  */
-import type { Redis } from './client.js';
+import { crossSlotPipeline, type Redis } from './client.js';
 import type { CaptionState, PinFields } from '../../core/document.js';
 import type { EnrichStateStore, StoredPin } from '../../stages/enrich/ports.js';
 import { redisKeys, type RedisKeys } from './keys.js';
@@ -57,7 +57,8 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
   const dedup = dedupBuckets(dedupTtlSeconds);
   const redis = withScripts(plainRedis);
   const k = keys.enrich;
-  const pipeline = () => redis.pipeline() as Scripted<ReturnType<Redis['pipeline']>>;
+  // Cross-slot on a cluster (documents of many pins, several partitions): see crossSlotPipeline.
+  const pipeline = () => crossSlotPipeline(redis) as Scripted<ReturnType<Redis['pipeline']>>;
   const pinKeys = (partition: number, pinId: string) => [k.pin(partition, pinId), k.boards(partition, pinId), k.queries(partition, pinId), k.newQueries(partition, pinId)];
 
   const parseCounts = (flat: string[]) => {
