@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Caption } from '../../schemas/caption.js';
 import { topics } from '../../src/config.js';
+import { deadLetterCodeOf, PinrichError } from '../../src/errors.js';
 import { buildDocument } from '../../src/core/document.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import { createCaptionStage } from '../../src/stages/caption/stage.js';
@@ -35,8 +36,8 @@ const pinEvent = (id: string, imageUrl: string): Extract<PinEvent, { type: 'crea
   language: 'fr',
 });
 
-function captionStage(opts: { clock: FakeClock; limiter?: RateLimiter; timeoutMs?: number; concurrency?: number }) {
-  const captioner = createScriptedCaptioner();
+function captionStage(opts: { clock: FakeClock; limiter?: RateLimiter; timeoutMs?: number; concurrency?: number; script?: Parameters<typeof createScriptedCaptioner>[0] }) {
+  const captioner = createScriptedCaptioner(opts.script);
   const stage = createCaptionStage({
     captioner,
     cache: createMemoryCaptionCache(),
@@ -164,5 +165,22 @@ describe('caption stage: waiting for the shared rate limit is back-pressure', ()
     driver.abort();
     await expect(done).rejects.toMatchObject({ code: 'aborted' });
     expect(driver.read(t.captions)).toHaveLength(0);
+  });
+});
+
+describe('caption stage: failed captions take their code from the one mapping (deadLetterCodeOf)', () => {
+  const cases: Array<[string, PinrichError, string]> = [
+    ['persistent 5xx', new PinrichError('model_server_error', 'model server error 500', { retriable: true }), 'model_unavailable'],
+    ['rejected request', new PinrichError('model_rejected_request', 'model server rejected the request (400)'), 'model_rejected_request'],
+    ['unparseable answer', new PinrichError('model_answer_unparseable', 'caption answer has no text content'), 'model_answer_unparseable'],
+  ];
+  it.each(cases)('%s', async (_name, error, code) => {
+    const clock = createFakeClock();
+    const { driver, captioner } = captionStage({ clock, script: () => Promise.reject(error) });
+    await driver.pipe(t.pinEvents, [{ key: 'p1', value: pinEvent('p1', 'https://images.example.com/a.jpg') }]);
+    const [caption] = driver.readValues<Caption>(t.captions);
+    expect(caption).toMatchObject({ status: 'failed', error_code: code });
+    expect(caption!.error_code).toBe(deadLetterCodeOf(error));
+    expect(captioner.calls).toHaveLength(error.retriable ? 3 : 1); // retriable errors used every attempt
   });
 });
