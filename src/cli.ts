@@ -13,6 +13,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createTopics } from './adapters/kafka/admin.js';
 import { createKafka } from './adapters/kafka/client.js';
+import { untilKafkaAnswers } from './adapters/kafka/transient.js';
 import { startApp } from './app.js';
 import { ConfigError, configTable, loadConfig, redactConfig, secretValues, type Config } from './config.js';
 import { devModule, tryDevModule } from './dev-modules.js';
@@ -123,9 +124,13 @@ async function main(argv: string[]): Promise<number> {
       if (sub !== 'create') break;
       const config = loadConfig(await commandEnv());
       // The workers' client settings (TLS, SASL), not a bare client: a secured cluster needs them too.
-      const kafka = createKafka(config, processLogger(config).child({ command: 'topics create' }));
-      const created = await createTopics(kafka, config);
-      out(created.length ? `created: ${created.join(', ')}` : 'all topics exist');
+      const log = processLogger(config).child({ command: 'topics create' });
+      const kafka = createKafka(config, log);
+      // Retried like a worker's start-up: a broker that is still starting, or one that briefly
+      // answers UNKNOWN_TOPIC_OR_PARTITION for topics it has just created, is waited for.
+      const created = new Set<string>();
+      await untilKafkaAnswers('topics create', async () => (await createTopics(kafka, config)).forEach((t) => created.add(t)), { log, timeoutMs: config.kafkaWaitMs });
+      out(created.size ? `created: ${[...created].join(', ')}` : 'all topics exist');
       return 0;
     }
     case 'run': {
