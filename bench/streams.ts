@@ -21,7 +21,8 @@
  * (statestore.cache.max.bytes, default 64), BENCH_STREAMS_ROCKSDB_MB (RocksDB memory for the
  * whole process, default 64; 0 = Kafka Streams' per-store defaults), BENCH_ENRICH_EVENTS
  * (backlog size, as enrich),
- * BENCH_STREAMS_TRACE=1 (log the peer's progress lines and pass its stderr through).
+ * BENCH_STREAMS_TRACE=1 (log the peer's progress lines and pass its stderr through),
+ * BENCH_STREAMS_JVM_ARGS (extra JVM flags, e.g. a flight recording).
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -225,6 +226,9 @@ export async function runStreamsPeer(o: StreamsRunOptions): Promise<StreamsRunRe
     partitions: o.config.topicPartitions,
   };
   const args = [
+    // BENCH_STREAMS_JVM_ARGS: extra JVM flags, e.g. a flight recording of the run
+    // ("-XX:StartFlightRecording=filename=/tmp/peer.jfr"; read it with `jfr print`).
+    ...(process.env.BENCH_STREAMS_JVM_ARGS?.split(' ').filter(Boolean) ?? []),
     `-Xmx${settings.heap}`,
     '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn',
     `-Dpinrich.rocksdb.bytes=${settings.rocksDbBytes}`,
