@@ -57,7 +57,7 @@ export function defaultOutcome(req: CompletionRequest, deps: BehaviourDeps): Out
     }
     const promptTokens = estimateTokens(prompt) + IMAGE_TOKENS * images.length;
     const cached = deps.prefixCache.lookupAndRemember(req.model, prompt);
-    return { status: 200, json: chatCompletion(req.model, g, usage(promptTokens, g.logprobs?.length ?? completionTokens(g.text), cached)) };
+    return { status: 200, json: chatCompletion(req.model, g, usage(promptTokens, g.completionTokens ?? completionTokens(g.text), cached)) };
   }
 
   const prompts = completionPrompts(req.body.prompt);
@@ -69,7 +69,7 @@ export function defaultOutcome(req: CompletionRequest, deps: BehaviourDeps): Out
     if (req.kind !== 'teacher') return { text: OTHER_REPLY, logprobs: null, finishReason: 'stop' };
     return teacherGenerated(p, req);
   });
-  const completion = gs.reduce((n, g) => n + (g.logprobs?.length ?? completionTokens(g.text)), 0);
+  const completion = gs.reduce((n, g) => n + (g.completionTokens ?? completionTokens(g.text)), 0);
   return { status: 200, json: textCompletion(req.model, gs, usage(promptTokens, completion, cached), deps.defaults.logprobsFlavour) };
 }
 
@@ -79,7 +79,7 @@ function teacherGenerated(prompt: string, req: CompletionRequest): Generated {
   const gen = teacherGeneration(prompt, { constrained: isConstrained(req.body), maxTokens });
   const n = topCount(req);
   const logprobs = wantsLogprobs(req) ? gen.tokens.map((t) => ({ token: t.token, logprob: t.logprob, top: t.top.slice(0, n) })) : null;
-  return { text: gen.text, logprobs, finishReason: gen.finishReason };
+  return { text: gen.text, logprobs, finishReason: gen.finishReason, completionTokens: gen.tokens.length };
 }
 
 /**

@@ -27,6 +27,8 @@ export interface Generated {
   /** Logprobs of every output position, in order. */
   logprobs: PositionLogprobs[] | null;
   finishReason: 'stop' | 'length';
+  /** Generated tokens, when known (else estimated from the text). */
+  completionTokens?: number;
 }
 
 /**

@@ -112,7 +112,10 @@ export interface TeacherGeneration {
   finishReason: 'stop' | 'length';
 }
 
-/** The unconstrained answer styles of a small instruct model, picked per prompt by hash. */
+/**
+ * The unconstrained answer styles of a small instruct model, picked per prompt by hash: a list
+ * item ("4. The pin ..."; SmolLM2's most common answer), a sentence, markdown, a leading space.
+ */
 type Style = 'digit' | 'sentence' | 'bold' | 'space';
 
 /**
@@ -135,7 +138,9 @@ export function teacherGeneration(prompt: string, opts: { constrained: boolean; 
   switch (style) {
     case 'digit':
       // Constrained or not, the candidates are the raw distribution (the junk token included).
-      tokens = [digitPos];
+      // A completed grammar forces the end-of-generation token next, which llama-server counts
+      // in completion_tokens and lists in logprobs as an empty token.
+      tokens = opts.constrained ? [digitPos, { token: '', logprob: -12, top: [{ token: '.', logprob: -0.5 }] }] : [digitPos, sure('.'), sure(' The'), sure(' pin')];
       break;
     case 'sentence': {
       const first = scaled('The', 0.7);
@@ -154,7 +159,8 @@ export function teacherGeneration(prompt: string, opts: { constrained: boolean; 
     }
   }
   const cut = tokens.slice(0, Math.max(1, opts.maxTokens));
-  return { text: cut.map((t) => t.token).join(''), tokens: cut, finishReason: cut.length < tokens.length || cut.length === opts.maxTokens ? 'length' : 'stop' };
+  const ended = opts.constrained && cut.length === tokens.length;
+  return { text: cut.map((t) => t.token).join(''), tokens: cut, finishReason: !ended && (cut.length < tokens.length || cut.length === opts.maxTokens) ? 'length' : 'stop' };
 }
 
 /** Whether a chat or completions body constrains decoding to a choice or grammar (llama.cpp, vLLM). */

@@ -10,8 +10,10 @@
  * and the pin text before the query, so a serving stack with prefix caching reuses the pin's
  * prefix for each next query, and the label records the cached prompt tokens it got.
  *
- * Failures per pair: an answer that is not a level gets one more try, then goes to the DLQ as
- * model_answer_unparseable; a request the server rejects (4xx) goes as model_rejected_request;
+ * Failures per pair: an answer from which no level can be read (core/teacher-answer.ts reads a
+ * level answer, a short answer naming a level, or the first token's top candidates; a classifier
+ * teacher's class probabilities are always a label) gets one more try, then goes to the DLQ as
+ * model_answer_unparseable with its text; a request the server rejects (4xx) goes as model_rejected_request;
  * 5xx answers are retried under the shared retry policy and, once it gives up, go as
  * model_unavailable (as the caption stage does: one sick pair must not hold its partition).
  * 429s, timeouts and an unreachable server are an outage, not the pair's fault: once the policy
