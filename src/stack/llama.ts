@@ -291,6 +291,16 @@ export async function startLlamaServer(opts: LlamaServerOptions = {}): Promise<L
     ...(opts.extraArgs ?? []),
   ];
   const pid = spawnDetached({ command: location.serverBinary, args, logFile });
+  // Unlike the stack's services, this server belongs to its caller (a test file, a demo run):
+  // when the caller exits without stop() (an interrupted test run), take it down too.
+  const onExit = () => {
+    try {
+      process.kill(-pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  };
+  process.once('exit', onExit);
   const origin = `http://127.0.0.1:${port}`;
   let healthy: Promise<void> | undefined;
   const ready = () =>
@@ -312,6 +322,7 @@ export async function startLlamaServer(opts: LlamaServerOptions = {}): Promise<L
     logFile,
     ready,
     stop: async () => {
+      process.off('exit', onExit);
       await stopGroup(pid, 5_000);
     },
   };
