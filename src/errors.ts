@@ -16,6 +16,8 @@ export type ErrorCode =
   /** A development-only command (stack, demo, model-server) run from a build without it. */
   | 'command_unavailable'
   | 'state_unavailable'
+  /** Topics whose partitions have no serving leader within the wait (`topics create`). */
+  | 'topics_not_ready'
   | 'aborted';
 
 export class PinrichError extends Error {
@@ -47,6 +49,7 @@ export function deadLetterCodeOf(err: unknown): DeadLetterCode {
       case 'config_invalid':
       case 'command_unavailable':
       case 'state_unavailable':
+      case 'topics_not_ready':
       case 'aborted':
         return 'processing_error';
       default:

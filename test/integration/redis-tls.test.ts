@@ -17,7 +17,7 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { redisPinTexts } from '../../src/labels/export.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import { rebuildEnrichState } from '../../src/stages/enrich/rebuild.js';
-import { setupTopics, stack, testEnv, testKafka, waitFor } from '../support/harness.js';
+import { setupTopics, stack, testEnv } from '../support/harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'pinrich-redis-tls-'));
 const ca = join(dir, 'ca.pem');
@@ -89,17 +89,8 @@ describe.skipIf(!inject('stack'))('Redis over TLS with a private CA (PINRICH_RED
 
   it('enrich rebuild writes its state over TLS with the CA', async () => {
     const config = configOf(true);
-    const t = await setupTopics(config);
-    // Right after creation a partition may have no leader yet; the rebuild reads end offsets.
-    const admin = testKafka(config).admin();
-    await admin.connect();
-    try {
-      await waitFor('the new topics to have leaders', async () =>
-        (await Promise.all([t.enriched, t.pinEvents, t.captions, t.engagement].map((topic) => admin.fetchTopicOffsets(topic).then(() => true, () => false)))).every(Boolean),
-      );
-    } finally {
-      await admin.disconnect();
-    }
+    // setupTopics returns once every partition has a serving leader: the rebuild reads end offsets.
+    await setupTopics(config);
     const report = await rebuildEnrichState(config, silentLogger);
     expect(report.documents).toBe(0);
     // The state marker the rebuild ends with is in Redis (read back over the plain port).
