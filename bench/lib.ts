@@ -14,7 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CompressionTypes, Kafka, logLevel, type Message } from 'kafkajs';
 import { createProducer } from '../src/adapters/kafka/client.js';
-import { createTopics } from '../src/adapters/kafka/admin.js';
+import { createTopics, waitForTopicLeaders } from '../src/adapters/kafka/admin.js';
 import { loadConfig, topics as topicNames, type Config, type Topics } from '../src/config.js';
 import { stackEnv, stackUp, type StackEndpoints } from '../src/stack/index.js';
 
@@ -88,8 +88,8 @@ export function benchKafka(config: Config): Kafka {
 }
 
 export async function setupTopics(config: Config): Promise<Topics> {
-  // Right after other topics were created the broker may briefly answer "does not host this
-  // topic-partition" to the metadata requests of waitForLeaders: retry a few times.
+  // createTopics waits (bounded) until every partition has a serving leader; a retry (which
+  // creates nothing and waits again) is left for a broker that drops a connection meanwhile.
   for (let attempt = 1; ; attempt++) {
     try {
       await createTopics(benchKafka(config), config);
@@ -106,7 +106,9 @@ export async function createPlainTopic(config: Config, topic: string, partitions
   const admin = benchKafka(config).admin();
   await admin.connect();
   try {
-    await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: true });
+    await admin.createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }], waitForLeaders: false });
+    // The same wait as createTopics: kafkajs' waitForLeaders may return before every leader serves.
+    await waitForTopicLeaders(admin, [topic], { partitions: new Map([[topic, partitions]]) });
   } finally {
     await admin.disconnect();
   }

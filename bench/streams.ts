@@ -30,6 +30,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSy
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { waitForTopicLeaders } from '../src/adapters/kafka/admin.js';
 import type { Config } from '../src/config.js';
 import { benchEnv, benchKafka, benchStack, BENCH_DIR, configOf, createLagProbe, figure, loadBacklog, mb, REPO_ROOT, round, setupTopics, standalone, type BenchOptions, type BenchResult } from './lib.js';
 import { engagementMessage, pinEventMessage } from './data.js';
@@ -198,8 +199,10 @@ async function createCompactedTopic(config: Config, topic: string): Promise<void
   try {
     await admin.createTopics({
       topics: [{ topic, numPartitions: config.topicPartitions, replicationFactor: 1, configEntries: [{ name: 'cleanup.policy', value: 'compact' }] }],
-      waitForLeaders: true,
+      waitForLeaders: false,
     });
+    // The same wait as createTopics: kafkajs' waitForLeaders may return before every leader serves.
+    await waitForTopicLeaders(admin, [topic], { partitions: new Map([[topic, config.topicPartitions]]) });
   } finally {
     await admin.disconnect();
   }
