@@ -323,6 +323,10 @@ export async function runStreams(opts: BenchOptions): Promise<BenchResult> {
   const heap = process.env.BENCH_STREAMS_HEAP ?? '512m';
   const cacheBytes = Number(process.env.BENCH_STREAMS_CACHE_MB ?? 64) * 2 ** 20;
   const rocksDbBytes = Number(process.env.BENCH_STREAMS_ROCKSDB_MB ?? 64) * 2 ** 20;
+  // A backlog is what enrich calls catching up, where it coalesces a pin's changes over
+  // PINRICH_ENRICH_CATCHUP_WINDOW_MS instead of PINRICH_ENRICH_WINDOW_MS. The peer has no such
+  // mode, so it coalesces over that longer window throughout: the same documents per event.
+  const commitIntervalMs = Math.max(config.enrichWindowMs, config.enrichCatchUpWindowMs);
   const figures = [];
   const details: Record<string, unknown> = { loadMs: load.ms, recordBytes: Math.round(load.bytes / events) };
   for (const guarantee of ['exactly_once_v2', 'at_least_once'] as const) {
@@ -340,6 +344,7 @@ export async function runStreams(opts: BenchOptions): Promise<BenchResult> {
       heap,
       cacheBytes,
       rocksDbBytes,
+      commitIntervalMs,
       log: opts.log,
     });
     const settings = { events, pins, ...r.settings };
