@@ -18,7 +18,7 @@ import { startApp } from './app.js';
 import { ConfigError, configTable, loadConfig, redactConfig, secretValues, type Config } from './config.js';
 import { devModule, tryDevModule } from './dev-modules.js';
 import { describeError, isPinrichError } from './errors.js';
-import { createLogger } from './runtime/log.js';
+import { createLogger, silentLogger } from './runtime/log.js';
 import { rebuildEnrichState } from './stages/enrich/rebuild.js';
 import { createRedactor, type Redactor } from './runtime/redact.js';
 import { WORKER_NAMES, type WorkerName } from './workers.js';
@@ -129,7 +129,10 @@ async function main(argv: string[]): Promise<number> {
       // Retried like a worker's start-up: a broker that is still starting, or one that briefly
       // answers UNKNOWN_TOPIC_OR_PARTITION for topics it has just created, is waited for.
       const created = new Set<string>();
-      await untilKafkaAnswers('topics create', async () => (await createTopics(kafka, config)).forEach((t) => created.add(t)), { log, timeoutMs: config.kafkaWaitMs });
+      // createTopics waits until every partition has a serving leader (so a first produce right
+      // after this command succeeds); its probes' expected refusals stay out of the log.
+      const probe = createKafka(config, silentLogger);
+      await untilKafkaAnswers('topics create', async () => (await createTopics(kafka, config, { probe })).forEach((t) => created.add(t)), { log, timeoutMs: config.kafkaWaitMs });
       out(created.size ? `created: ${[...created].join(', ')}` : 'all topics exist');
       return 0;
     }

@@ -103,15 +103,29 @@ export async function waitForTopicLeaders(admin: TopicReadinessAdmin, topicNames
   }
 }
 
+export interface CreateTopicsOptions extends Omit<LeaderWaitOptions, 'partitions'> {
+  /**
+   * The client the readiness checks go through (default: `kafka`). While a new leader is not
+   * serving yet the broker refuses list-offsets, and kafkajs logs every refused response at
+   * error level; those refusals are the wait, not failures, so a command that shows kafkajs'
+   * log (`topics create`) passes a client without one. A check that never succeeds still ends
+   * in `topics_not_ready` with the broker's last answer.
+   */
+  probe?: Kafka;
+}
+
 /**
  * Create every missing topic and wait until every partition of every topic of the layout has
  * a serving leader (`waitForTopicLeaders`), so the caller's first produce succeeds; returns
  * the names created. Idempotent: a second call (or a retry after a failed one) creates nothing
  * and still waits, so no caller returns before the topics are usable.
  */
-export async function createTopics(kafka: Kafka, config: Config, opts: LeaderWaitOptions = {}): Promise<string[]> {
+export async function createTopics(kafka: Kafka, config: Config, opts: CreateTopicsOptions = {}): Promise<string[]> {
+  const { probe, ...waitOpts } = opts;
   const admin = kafka.admin();
+  const probeAdmin = probe ? probe.admin() : admin;
   await admin.connect();
+  if (probeAdmin !== admin) await probeAdmin.connect();
   try {
     const layout = topicLayout(config);
     const existing = new Set(await admin.listTopics());
@@ -121,12 +135,13 @@ export async function createTopics(kafka: Kafka, config: Config, opts: LeaderWai
     // throws UNKNOWN_TOPIC_OR_PARTITION when the broker does not know a new topic yet.
     if (missing.length) await admin.createTopics({ topics: missing, waitForLeaders: false });
     await waitForTopicLeaders(
-      admin,
+      probeAdmin,
       layout.map((s) => s.topic),
-      { timeoutMs: config.kafkaWaitMs, ...opts, partitions: new Map(layout.map((s) => [s.topic, s.numPartitions])) },
+      { timeoutMs: config.kafkaWaitMs, ...waitOpts, partitions: new Map(layout.map((s) => [s.topic, s.numPartitions])) },
     );
     return missing.map((s) => s.topic);
   } finally {
+    if (probeAdmin !== admin) await probeAdmin.disconnect();
     await admin.disconnect();
   }
 }
