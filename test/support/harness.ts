@@ -93,6 +93,11 @@ export function testKafka(config: Config): Kafka {
   return new Kafka({ clientId: 'pinrich-test', brokers: [...config.kafkaBrokers], logLevel: logLevel.NOTHING });
 }
 
+/**
+ * Create the test's topics; resolves once every partition of every topic has a leader that
+ * serves it (createTopics waits for that), so the test's first produce or end-offset read
+ * does not meet "This server does not host this topic-partition" on a loaded machine.
+ */
 export async function setupTopics(config: Config) {
   await createTopics(testKafka(config), config);
   return topics(config);
