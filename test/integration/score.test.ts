@@ -405,7 +405,9 @@ describe('score worker, completions teacher (PINRICH_TEACHER_API=completions)', 
       expect(l.distribution).toHaveLength(5);
     }
     // Usage summed over the labels is what the requests reported, and later prompts of a pin hit the prefix cache.
-    expect(labels.reduce((n, l) => n + l.usage.completion_tokens, 0)).toBe(pairs.length);
+    // Two completion tokens per pair: the digit and the end-of-generation token the completed
+    // grammar forces, as llama-server counts them (and the stand-in now does).
+    expect(labels.reduce((n, l) => n + l.usage.completion_tokens, 0)).toBe(2 * pairs.length);
     expect(labels.reduce((n, l) => n + l.usage.cached_prompt_tokens, 0)).toBeGreaterThan(0);
   });
 });
