@@ -12,7 +12,7 @@ import { createServer, Socket, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRedis } from '../../../src/adapters/redis/client.js';
+import { createRedisFromConfig } from '../../../src/adapters/redis/client.js';
 import { redisKeys } from '../../../src/adapters/redis/keys.js';
 import { dlqTopic, loadConfig, topics as topicNames, type Config, type Topics } from '../../../src/config.js';
 import { pairIdOf } from '../../../src/core/document.js';
@@ -22,6 +22,7 @@ import { stackEnv } from '../../../src/stack/index.js';
 import { ensureKafkaJars, kafkaGroupCoordinatorReady, kafkaHealthy, startKafka } from '../../../src/stack/kafka.js';
 import { commandLine, freePort, spawnDetached, stopGroup, waitUntil } from '../../../src/stack/process.js';
 import { redisPing } from '../../../src/stack/redis.js';
+import { clusterOk, clusterSeedUrls, spawnClusterNode, startClusterNodes, createCluster, type ClusterNode } from '../../../src/stack/redis-cluster.js';
 import { caughtUp, produce, readUntil, setupTopics, stack, testKafka, waitFor, type Rec } from '../../support/harness.js';
 import { readAllDumpObjects } from '../../support/labels.js';
 
@@ -113,7 +114,30 @@ export class Fleet {
 
   /** Workers that exited although nobody stopped them (a crash). */
   crashed(): WorkerProc[] {
-    return [...this.procs.values()].filter((p) => p.exit !== undefined);
+    return [...this.procs.values(), ...this.extra].filter((p) => p.exit !== undefined);
+  }
+
+  /**
+   * Instances beyond the first of a worker (scale-out): started with their own Kafka client id
+   * (`<client id>-<tag>`), so the group's member list tells which instance owns which partitions.
+   */
+  readonly extra: WorkerProc[] = [];
+
+  /** Start one more instance of `name`; `tag` names it in its Kafka client id. */
+  add(name: WorkerName, tag: string): WorkerProc {
+    const p = startWorkerProc(name, { ...this.env, PINRICH_KAFKA_CLIENT_ID: `${this.env.PINRICH_KAFKA_CLIENT_ID ?? 'pinrich'}-${tag}` });
+    this.extra.push(p);
+    this.history.push(p);
+    return p;
+  }
+
+  /** Stop (SIGTERM: drains, leaves the group) or kill one extra instance; it is no longer expected to run. */
+  async remove(p: WorkerProc, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const i = this.extra.indexOf(p);
+    if (i >= 0) this.extra.splice(i, 1);
+    p.child.kill(signal);
+    await p.exited;
+    if (signal === 'SIGKILL') this.kills++;
   }
 
   logs(): string {
@@ -122,7 +146,7 @@ export class Fleet {
 
   async stop(): Promise<void> {
     await Promise.all(
-      [...this.procs.values()].map(async (p) => {
+      [...this.procs.values(), ...this.extra].map(async (p) => {
         if (p.exit) return;
         p.child.kill('SIGTERM');
         const t = setTimeout(() => p.child.kill('SIGKILL'), 20_000);
@@ -213,7 +237,7 @@ export async function committedOffsets(config: Config, groupId: string, topic: s
 
 /** No pin waits for a flush. */
 async function nothingDirty(config: Config): Promise<boolean> {
-  const redis = createRedis(config.redisUrl);
+  const redis = createRedisFromConfig(config);
   try {
     for (let p = 0; p < config.topicPartitions; p++) if ((await redis.zcard(redisKeys(config.redisKeyPrefix).enrich.dirty(p))) > 0) return false;
     return (await redis.exists(redisKeys(config.redisKeyPrefix).enrich.stateMarker())) === 1;
@@ -455,6 +479,65 @@ export async function startPrivateRedis(extraArgs: string[] = []): Promise<Priva
       await stopGroup(pid, 5_000);
     },
   };
+}
+
+/** A private 3-master Redis Cluster (the stack launcher's nodes) whose masters a case may restart. */
+export interface PrivateRedisCluster {
+  /** Seed URLs, as PINRICH_REDIS_URL takes them with PINRICH_REDIS_CLUSTER=true. */
+  urls: string[];
+  nodes: ClusterNode[];
+  /**
+   * Stop node `i` (SIGTERM) and start it again on the same port with its nodes.conf but no data
+   * (no persistence): a master restarted empty, still owning its slots. Waits for
+   * cluster_state:ok on every node.
+   */
+  restart(i: number, downMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startPrivateRedisCluster(): Promise<PrivateRedisCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'pinrich-fault-redis-cluster-'));
+  const nodes = await startClusterNodes(dir);
+  const ports = nodes.map((n) => n.port);
+  await createCluster(ports);
+  return {
+    urls: clusterSeedUrls(ports),
+    nodes,
+    async restart(i, downMs = 0) {
+      const n = nodes[i]!;
+      await stopGroup(n.pid, 5_000);
+      await sleep(downMs);
+      nodes[i] = spawnClusterNode(n.dir, n.port);
+      await waitUntil('private redis cluster node restart', () => clusterOk(ports), { timeoutMs: 30_000, intervalMs: 100 });
+    },
+    async stop() {
+      await Promise.all(nodes.map((n) => stopGroup(n.pid, 5_000)));
+    },
+  };
+}
+
+/** Env overrides that point a run at a Redis Cluster. */
+export function clusterRedisEnv(urls: readonly string[]): Record<string, string> {
+  return { PINRICH_REDIS_URL: urls.join(','), PINRICH_REDIS_CLUSTER: 'true' };
+}
+
+/**
+ * Pins whose document version went backwards on `pins.enriched` (in offset order, tombstones
+ * skipped): a zombie that published from stale state would show here. The same version twice
+ * is an at-least-once re-publish of one document, not a step back.
+ */
+export function versionsGoingBack(records: readonly Rec[]): string[] {
+  const last = new Map<string, number>();
+  const back: string[] = [];
+  const ordered = [...records].sort((a, b) => a.partition - b.partition || Number(BigInt(a.offset) - BigInt(b.offset)));
+  for (const r of ordered) {
+    if (r.key === null || r.value === null) continue;
+    const v = Number((JSON.parse(r.value) as { version: number }).version);
+    const prev = last.get(r.key);
+    if (prev !== undefined && v < prev) back.push(`${r.key}: version ${prev} then ${v} (partition ${r.partition} offset ${r.offset})`);
+    last.set(r.key, Math.max(v, prev ?? v));
+  }
+  return back;
 }
 
 export interface PrivateKafka {
