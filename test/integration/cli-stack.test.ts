@@ -13,6 +13,7 @@ import { join, resolve } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { describe, expect, inject, it } from 'vitest';
 import { freePort } from '../../src/stack/process.js';
+import { runPinrich } from '../support/cli.js';
 
 const stack = inject('stack');
 
@@ -26,17 +27,7 @@ function bareEnv(extra: Record<string, string>): Record<string, string> {
   return { ...env, PINRICH_STACK_DIR: stackDir, PINRICH_METRICS_PORT: '0', ...extra };
 }
 
-function pinrich(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['bin/pinrich.js', ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('exit', (code) => done({ code, stdout, stderr }));
-  });
-}
+const pinrich = runPinrich;
 
 const noticeLines = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('pinrich: using the local stack'));
 

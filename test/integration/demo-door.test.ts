@@ -6,27 +6,17 @@
  * this run's data: label rows by level and language, a distillation file with pin text, the
  * example pin's enriched document, labels, dead letters.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { runProcess } from '../support/cli.js';
 
 const stack = inject('stack');
 
 const stackDir = resolve(process.env.PINRICH_STACK_DIR || join(process.env.PINRICH_CACHE_DIR || join(homedir(), '.cache', 'pinrich'), 'stack'));
 
-function run(command: string, args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('exit', (code) => done({ code, stdout, stderr }));
-  });
-}
+const run = runProcess;
 
 const jsonLines = (stdout: string) =>
   stdout

@@ -5,12 +5,12 @@
  * does not host this topic-partition", "not the leader") fails the test instead of being
  * retried away.
  */
-import { spawn } from 'node:child_process';
 import { Kafka, logLevel } from 'kafkajs';
 import { describe, expect, inject, it } from 'vitest';
 import { createTopics, topicLayout } from '../../src/adapters/kafka/admin.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { testConfig, testEnv, testKafka } from '../support/harness.js';
+import { runPinrich } from '../support/cli.js';
 
 /**
  * One produce request for every partition of every topic of the layout, from a client that
@@ -45,17 +45,7 @@ async function expectEveryPartitionTakesAProduce(config: Config): Promise<void> 
   }
 }
 
-function pinrich(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ['bin/pinrich.js', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('exit', (code) => done({ code, stdout, stderr }));
-  });
-}
+const pinrich = (args: string[], env: Record<string, string>) => runPinrich(args, { ...process.env, ...env });
 
 describe.skipIf(!inject('stack'))('createTopics on the local broker', () => {
   it('returns only when every partition of every topic has a leader and takes a produce without retries', async () => {
