@@ -359,6 +359,8 @@ export async function runStreams(opts: BenchOptions): Promise<BenchResult> {
       consumedAfterS: round((r.consumedAt - r.firstAt) / 1000, 2),
       flushedAfterS: round((r.flushedAt - r.firstAt) / 1000, 2),
       processed: r.final.processed,
+      // More than the input: tasks replayed records after an aborted transaction or a lost task.
+      replayed: r.final.processed - (pins + events),
       duplicates: r.final.duplicates,
       malformed: r.final.malformed,
       documents: r.final.documents,

@@ -26,6 +26,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.regex.Pattern;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.Serdes;
@@ -124,6 +125,10 @@ public final class EnrichStreams {
     // A single-broker cluster: changelog topics with one replica.
     p.put(StreamsConfig.REPLICATION_FACTOR_CONFIG, 1);
     p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
+    // exactly_once_v2: Kafka Streams' 10 s transaction timeout is two commit intervals of 5 s;
+    // on two starved cores a transaction outlived it, the producer was fenced and the tasks
+    // replayed from their last commit (processed > input). Six intervals, at least 60 s.
+    p.put(StreamsConfig.producerPrefix(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG), (int) Math.max(60_000, 6 * commitMs));
     // No JMX reporter: every store iterator registers (and JMX re-registers) an open-iterator
     // gauge, which showed in the stream threads' stacks; the peer reports on stdout instead.
     p.put(StreamsConfig.METRIC_REPORTER_CLASSES_CONFIG, "");
