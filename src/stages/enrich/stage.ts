@@ -282,6 +282,10 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       p.offsets.set(topic, next);
       o.next.set(topic, next);
     }
+    // Records the state already covered (applied before a crash, never committed to Kafka):
+    // nothing to apply, but their offsets must still be committed, or the group never catches up.
+    const covered = o.covered.get(topic);
+    if (covered !== undefined && BigInt(first.offset) < covered) toCommit.set(`${topic}\n${partition}`, { topic, partition, offset: covered.toString() });
     p.bytes += bytes;
     buffered += bytes;
     pendingBytes += bytes;
