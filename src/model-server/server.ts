@@ -165,16 +165,7 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<M
       const invalidClassify = validateClassify(parsed);
       if (invalidClassify) return reply(400, errorBody(400, invalidClassify));
       const creq: CompletionRequest = { api: 'classify', body: parsed as Record<string, unknown>, kind, model: (parsed as { model: string }).model };
-      const scripted = scripts.take(kind, body);
-      rec.scripted = scripted !== undefined;
-      const outcome = await resolveOutcome(scripted, creq, closed.signal);
-      if (!outcome || res.destroyed) return;
-      setStatus(rec, outcome.status);
-      if (outcome.raw !== undefined) {
-        res.writeHead(outcome.status, { 'content-type': 'application/json', ...outcome.headers });
-        res.end(outcome.raw);
-      } else send(res, outcome.status, outcome.json, outcome.headers);
-      return;
+      return answer(creq);
     }
     if (route !== 'POST /v1/chat/completions' && route !== 'POST /v1/completions') {
       const known = ['/v1/models', '/v1/chat/completions', '/v1/completions', '/classify'].includes(path);
@@ -187,17 +178,21 @@ export async function startModelServer(opts: ModelServerOptions = {}): Promise<M
     const invalid = validate(api, parsed);
     if (invalid) return reply(400, errorBody(400, invalid));
     const creq: CompletionRequest = { api, body: parsed as Record<string, unknown>, kind, model: (parsed as { model: string }).model };
+    return answer(creq);
 
-    const scripted = scripts.take(kind, body);
-    rec.scripted = scripted !== undefined;
-    const outcome = await resolveOutcome(scripted, creq, closed.signal);
-    if (!outcome || res.destroyed) return;
-    setStatus(rec, outcome.status);
-    if (outcome.raw !== undefined) {
-      res.writeHead(outcome.status, { 'content-type': 'application/json', ...outcome.headers });
-      res.end(outcome.raw);
-    } else {
-      send(res, outcome.status, outcome.json, outcome.headers);
+    /** The scripted reply for this request, else the default behaviour, once the client still listens. */
+    async function answer(creq: CompletionRequest): Promise<void> {
+      const scripted = scripts.take(kind, body);
+      rec.scripted = scripted !== undefined;
+      const outcome = await resolveOutcome(scripted, creq, closed.signal);
+      if (!outcome || res.destroyed) return;
+      setStatus(rec, outcome.status);
+      if (outcome.raw !== undefined) {
+        res.writeHead(outcome.status, { 'content-type': 'application/json', ...outcome.headers });
+        res.end(outcome.raw);
+      } else {
+        send(res, outcome.status, outcome.json, outcome.headers);
+      }
     }
   }
 
