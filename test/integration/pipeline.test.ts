@@ -12,6 +12,7 @@ import { dlqTopic, type Config } from '../../src/config.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import { startModelServer, type ModelServer } from '../../src/model-server/server.js';
 import { latestByKey, produce, readUntil, setupTopics, testConfig, waitFor } from '../support/harness.js';
+import { ODDLY_SPELLED_REJECTED_URLS } from '../support/urls.js';
 
 const T0 = Date.parse('2026-11-28T00:00:00Z');
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -188,17 +189,7 @@ describe('caption worker', () => {
 
 describe('caption and enrich together', () => {
   it('enriches a pin whose rejected image URL is spelled unlike its parsed form with caption_status "failed", never "pending"', async () => {
-    // Each parses (WHATWG) to a different string than written; caption and enrich must key the
-    // image the same way (src/core/image-key.ts) for the failed caption to reach the pin.
-    const urls = [
-      'https://2130706433/a.jpg',
-      'https://127.1/a.jpg',
-      'https://0x7f.0.0.1/a.jpg',
-      'https://[::ffff:169.254.169.254]/a.jpg',
-      'https://169.254.169.254./a.jpg',
-      'HTTPS://LOCALHOST/a.jpg',
-      'https://127.0.0.1:443/a.jpg',
-    ];
+    const urls = ODDLY_SPELLED_REJECTED_URLS;
     const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
     const t = await setupTopics(config);
     const before = server.count({ kind: 'caption' });

@@ -20,6 +20,7 @@ import {
   type FakeClock,
 } from '../support/stage-driver.js';
 import type { RateLimiter } from '../../src/adapters/redis/rate-limit.js';
+import { ODDLY_SPELLED_REJECTED_URLS } from '../support/urls.js';
 
 const t = topics({ topicPrefix: '' });
 const policy = { allowedSchemes: ['https'], allowedHosts: [], maxLength: 2_048 };
@@ -61,16 +62,7 @@ function captionStatusOf(event: Extract<PinEvent, { type: 'created' }>, caption:
 
 describe('caption stage: one image key for a rejected URL and its pin', () => {
   // URLs whose parsed (canonical) form differs from the string as written, all rejected.
-  const rejected = [
-    'https://2130706433/a.jpg',
-    'https://127.1/a.jpg',
-    'https://0x7f.0.0.1/a.jpg',
-    'https://[::ffff:169.254.169.254]/a.jpg',
-    'https://169.254.169.254./a.jpg',
-    'HTTPS://LOCALHOST/a.jpg',
-    'https://127.0.0.1:443/a.jpg',
-    'not a url at all',
-  ];
+  const rejected = [...ODDLY_SPELLED_REJECTED_URLS, 'not a url at all'];
 
   it.each(rejected)('%s: failed caption (url_rejected) that enrich matches to the pin', async (url) => {
     const clock = createFakeClock();
