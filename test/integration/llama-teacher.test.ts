@@ -148,22 +148,41 @@ describe('teacher on llama-server (SmolLM2-135M-Instruct)', { timeout: 15 * 60_0
   });
 
   it('a request queued behind busy slots times out and is retried, as the policy intends', async () => {
-    // Occupy both slots with long generations; llama-server queues the next request (it does
-    // not answer 503 for a busy slot), so the teacher's first attempt runs into its timeout.
-    const busy = [0, 1].map((i) =>
-      fetch(`${server.origin}/v1/completions`, {
+    // Occupy both slots with long streamed generations; llama-server queues the next request (it
+    // does not answer 503 for a busy slot), so the teacher's first attempt runs into its timeout.
+    // The slots count as busy once each stream has sent its first token (a positive signal, not a
+    // sleep), and are freed at the first retry, so the retried attempt is served.
+    const hog = new AbortController();
+    const started: Array<Promise<void>> = [];
+    const busy = [0, 1].map(async (i) => {
+      let first!: () => void;
+      started.push(new Promise<void>((r) => (first = r)));
+      const res = await fetch(`${server.origin}/v1/completions`, {
         method: 'POST',
-        body: JSON.stringify({ model: server.model, prompt: `Write a long story about a lighthouse keeper, part ${i}.`, max_tokens: 150, temperature: 0.8, ignore_eos: true }),
-      }).then((r) => r.json()),
-    );
-    await new Promise((r) => setTimeout(r, 2_000));
+        signal: hog.signal,
+        body: JSON.stringify({ model: server.model, prompt: `Write a long story about a lighthouse keeper, part ${i}.`, max_tokens: 1_900, temperature: 0.8, ignore_eos: true, stream: true }),
+      });
+      try {
+        for await (const _chunk of res.body!) first();
+      } catch {
+        // aborted below, once the teacher has timed out once
+      }
+      first();
+    });
+    await Promise.all(started);
     const teacher = createTeacher(client(), server.model, 5);
     const errors: PinrichError[] = [];
     const { value, attempts } = await withRetries(
       { maxAttempts: 600, baseMs: 200, maxMs: 1_000, timeoutMs: 2_000 },
       (s) => teacher.score(buildTeacherPrompt(CASES[1]!.doc, 'cozy living room ideas'), { signal: s }),
-      { onRetry: (err) => errors.push(err as PinrichError) },
+      {
+        onRetry: (err) => {
+          errors.push(err as PinrichError);
+          hog.abort();
+        },
+      },
     );
+    hog.abort();
     await Promise.all(busy);
     expect(attempts).toBeGreaterThan(1);
     expect(errors.length).toBeGreaterThan(0);

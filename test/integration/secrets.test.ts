@@ -124,10 +124,13 @@ describe('secrets', () => {
     const url = new URL(stack().redisUrl);
     url.password = SECRETS.redis;
     url.port = '1'; // nothing listens there
-    const env = { ...process.env, ...secretEnv({ PINRICH_REDIS_URL: url.toString() }) };
+    // The worker waits for an unreachable Redis (PINRICH_REDIS_WAIT_MS), warning with the address,
+    // then exits: both the warning and the fatal error name the URL, and neither may carry the password.
+    const env = { ...process.env, ...secretEnv({ PINRICH_REDIS_URL: url.toString(), PINRICH_REDIS_WAIT_MS: '4000' }) };
     const res = spawnSync(process.execPath, ['bin/pinrich.js', 'run', 'enrich'], { env, encoding: 'utf8', timeout: 90_000 });
     expect(res.status).toBe(1);
-    expect(res.stderr).toMatch(/Redis is unreachable/);
+    expect(res.stderr).toMatch(/Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:1 is unreachable; waiting/);
+    expect(res.stderr).toMatch(/Redis at redis:\/\/:\*\*\*@127\.0\.0\.1:1 did not answer for \d+ s/);
     expect(leaks(res.stdout + res.stderr)).toEqual([]);
   });
 });
