@@ -232,9 +232,13 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     let bytes = 0;
     for (const record of batch) {
       // Already taken in: in the state (applied, but its Kafka commit did not happen before a
-      // crash or move) or in the buffer (this batch retried). Recognised by its offset.
-      if (BigInt(record.offset) < from) continue;
-      bytes += (record.value?.length ?? 0) + RECORD_OVERHEAD_BYTES;
+      // crash or move, or replayed by `enrich rebuild`) or in the buffer (this batch retried).
+      // Recognised by its offset: nothing of it is applied again. It is still decoded, because a
+      // bad record's dead letter is not part of the state: the rebuild never publishes one, and
+      // a batch that failed (state missing) published none, so only this pass can. Dead letters
+      // are at-least-once: a redelivered bad record may be dead-lettered twice, never not at all.
+      const already = BigInt(record.offset) < from;
+      if (!already) bytes += (record.value?.length ?? 0) + RECORD_OVERHEAD_BYTES;
       if (topic === topics.engagement) {
         const d = decodeRecord('engagement_event', record.value, deps.maxRecordBytes);
         if (!d.ok) {
@@ -248,6 +252,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
           rejected.push({ record, code: 'schema_violation', reason: `${isSave ? 'board_title' : 'query'} is empty after normalisation` });
           continue;
         }
+        if (already) continue;
         if (p.seenIds.has(e.event_id)) {
           p.duplicates++;
           continue;
@@ -265,6 +270,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
           rejected.push({ record, code: d.code, reason: d.reason });
           continue;
         }
+        if (already) continue;
         const e: PinEvent = d.value;
         addOp(p, e.pin_id, { op: 'pin', eventTimeMs: Date.parse(e.event_time), type: e.type, pin: e.type === 'deleted' ? null : pinFieldsOf(e) });
       } else {
@@ -273,6 +279,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
           rejected.push({ record, code: d.code, reason: d.reason });
           continue;
         }
+        if (already) continue;
         const c: Caption = d.value;
         addOp(p, c.pin_id, { op: 'caption', caption: { image_key: c.image_key, status: c.status, text: c.text } });
       }
