@@ -13,6 +13,8 @@ import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CompressionTypes, Kafka, logLevel, type Message } from 'kafkajs';
+// The `pinrich` bin's heap settings: workers here start as a user's `pinrich run <worker>` does.
+import { heapFlags } from '../bin/heap.js';
 import { createProducer } from '../src/adapters/kafka/client.js';
 import { createTopics, waitForTopicLeaders } from '../src/adapters/kafka/admin.js';
 import { loadConfig, topics as topicNames, type Config, type Topics } from '../src/config.js';
@@ -222,10 +224,12 @@ function procStatusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): number {
 export async function startWorkerChild(worker: 'enrich' | 'score' | 'dump', env: Record<string, string>, opts: { profile?: boolean; profileName?: string } = {}): Promise<WorkerChild> {
   const profileDir = join(RESULTS_DIR, 'profiles', `${opts.profileName ?? worker}-${Date.now()}`);
   if (opts.profile) mkdirSync(profileDir, { recursive: true });
+  const childEnv = { ...process.env, ...env };
   const child: ChildProcess = fork(join(BENCH_DIR, 'child.ts'), [worker], {
-    env: { ...process.env, ...env },
-    // BENCH_WORKER_NODE_ARGS: extra node flags for the measured worker (e.g. a heap cap).
-    execArgv: ['--import', 'tsx', ...(process.env.BENCH_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []), ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
+    env: childEnv,
+    // The shipped heap settings (bin/heap.js), overridable as for users: PINRICH_HEAP_MB, or a
+    // --max-old-space-size in NODE_OPTIONS.
+    execArgv: ['--import', 'tsx', ...heapFlags(childEnv, []), ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   let last: ChildProgress | undefined;
