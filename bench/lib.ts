@@ -19,6 +19,7 @@ import { createProducer } from '../src/adapters/kafka/client.js';
 import { createTopics, waitForTopicLeaders } from '../src/adapters/kafka/admin.js';
 import { loadConfig, topics as topicNames, type Config, type Topics } from '../src/config.js';
 import { stackEnv, stackUp, type StackEndpoints } from '../src/stack/index.js';
+import type { WorkerName } from '../src/workers.js';
 
 export const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = dirname(BENCH_DIR);
@@ -211,7 +212,8 @@ export interface WorkerChild {
   stop(): Promise<{ stats: Record<string, unknown> | undefined; peakRss: number; profile?: ProfileLine[] }>;
 }
 
-function procStatusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+/** The kernel's VmHWM (peak RSS) or VmRSS (RSS now) of process `pid`, bytes (0 once it is gone). */
+export function procStatusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : 0;
@@ -221,7 +223,7 @@ function procStatusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): number {
 }
 
 /** Start `worker` in a child process with `env`; resolves once it has joined its group. */
-export async function startWorkerChild(worker: 'enrich' | 'score' | 'dump', env: Record<string, string>, opts: { profile?: boolean; profileName?: string } = {}): Promise<WorkerChild> {
+export async function startWorkerChild(worker: WorkerName, env: Record<string, string>, opts: { profile?: boolean; profileName?: string } = {}): Promise<WorkerChild> {
   const profileDir = join(RESULTS_DIR, 'profiles', `${opts.profileName ?? worker}-${Date.now()}`);
   if (opts.profile) mkdirSync(profileDir, { recursive: true });
   const childEnv = { ...process.env, ...env };

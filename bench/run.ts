@@ -6,6 +6,9 @@
  *   npm run bench -- --quick         smoke sizes (~2 min)
  *   npm run bench -- --only enrich,dump   some of: kafka-tools, enrich, streams, score, dump, freshness, clients
  *   npm run bench -- --profile       CPU-profile the measured workers (top self-time functions)
+ *   npm run bench -- --soak [--soak-minutes N]   all four workers together for 30 (N) minutes at
+ *                                    a steady load: RSS and lag over time, their slopes, a plot
+ *                                    (bench/soak.ts: bench/results/soak.json, soak.md, soak.svg)
  *
  * Each sub-benchmark also runs alone: `npx tsx bench/<name>.ts [--quick] [--profile]`.
  */
@@ -18,6 +21,7 @@ import { runFreshness } from './freshness.js';
 import { runKafkaTools } from './kafka-tools.js';
 import { figure, machine, parseFlags, RESULTS_DIR, round, type BenchOptions, type BenchResult, type Figure } from './lib.js';
 import { runScore } from './score.js';
+import { runSoak, soakMinutes } from './soak.js';
 import { runStreams } from './streams.js';
 
 const BENCHES: Record<string, (o: BenchOptions) => Promise<BenchResult>> = {
@@ -104,6 +108,11 @@ function derived(results: BenchResult[], ranNow: readonly string[]): Figure[] {
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--soak')) {
+    // The soak is a run of its own (its own results files), not one of the sub-benchmarks.
+    const report = await runSoak({ minutes: soakMinutes(process.argv), log: (l) => process.stderr.write(`[soak] ${l}\n`) });
+    process.exit(report.samples.length ? 0 : 1);
+  }
   const flags = parseFlags(process.argv.slice(2));
   const names = flags.only.length ? flags.only : Object.keys(BENCHES);
   for (const n of names) if (!BENCHES[n]) throw new Error(`unknown benchmark ${n}; known: ${Object.keys(BENCHES).join(', ')}`);

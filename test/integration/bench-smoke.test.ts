@@ -6,16 +6,23 @@
  *   commands and settings;
  * - the Kafka Streams peer (bench/streams/) on a tiny input: its output topic holds, for every
  *   pin, the document a recount of the input gives (duplicates dropped, counts, top K with ties
- *   by text) — the peer does the same work as enrich, so its figure is a fair comparison.
+ *   by text) — the peer does the same work as enrich, so its figure is a fair comparison;
+ * - the soak (bench/soak.ts) for seconds instead of 30 minutes: all four workers sampled, records
+ *   flowing through each, the report, the markdown and the SVG plot written.
  */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { describe, expect, inject, it } from 'vitest';
 import { runDump } from '../../bench/dump.js';
 import { engagementMessage, pinEventMessage, pinId } from '../../bench/data.js';
 import { benchEnv, configOf, loadBacklog, setupTopics } from '../../bench/lib.js';
+import { runSoak, slope, verdicts, type SoakReport } from '../../bench/soak.js';
 import { runStreamsPeer } from '../../bench/streams.js';
 import { topK } from '../../src/core/document.js';
 import { foldText } from '../../src/core/text.js';
+import { WORKER_NAMES } from '../../src/workers.js';
 
 describe.skipIf(!inject('stack'))('bench smoke (dump, --quick)', () => {
   it('produces a result with figures, commands, settings and targets', async () => {
@@ -137,5 +144,50 @@ describe.skipIf(!inject('stack'))('bench smoke: the Kafka Streams peer does enri
     }
     // The input is dense enough that equal counts occur: the tie rule was exercised.
     expect(tiesSeen).toBeGreaterThan(0);
+  }, 240_000);
+});
+
+describe('soak figures', () => {
+  it('slopes by least squares; a fall is flat, a rise beyond the allowance is not', () => {
+    expect(slope([[0, 1], [1, 3], [2, 5]])).toBeCloseTo(2);
+    expect(slope([[0, 5]])).toBe(0);
+    const at = (t: number, rss: number, lag: number) => ({ t, rssMB: Object.fromEntries(WORKER_NAMES.map((w) => [w, rss])), lag: Object.fromEntries(WORKER_NAMES.map((w) => [w, lag])), records: Object.fromEntries(WORKER_NAMES.map((w) => [w, t])) }) as SoakReport['samples'][number];
+    // One hour: RSS 200 -> 260 MB (60 MB/h, beyond max(10, 5 % of 200)); lag falling 1,000 -> 0.
+    const rising = Array.from({ length: 61 }, (_, i) => at(i * 60, 200 + i, 1_000 - (i * 1_000) / 60));
+    const v = verdicts(rising, 0).enrich;
+    expect(v.rssSlopeMBPerHour).toBeCloseTo(60, 0);
+    expect(v.rssFlat).toBe(false);
+    expect(v.lagSlopePerMin).toBeLessThan(0);
+    expect(v.lagFlat).toBe(true);
+    const steady = Array.from({ length: 61 }, (_, i) => at(i * 60, 200 + (i % 2) * 8, 50));
+    expect(verdicts(steady, 0).dump).toMatchObject({ rssFlat: true, lagFlat: true, rssStartMB: 204, lagEnd: 50 });
+  });
+});
+
+describe.skipIf(!inject('stack'))('bench smoke: a soak of seconds', () => {
+  it('samples every worker, moves records through all four, and writes the report and the plot', async () => {
+    const outDir = mkdtempSync(join(tmpdir(), 'pinrich-soak-'));
+    try {
+      const r = await runSoak({ minutes: 0.5, sampleSeconds: 2, warmupMinutes: 0.1, outDir, log: () => {} });
+      expect(r.samples.length).toBeGreaterThanOrEqual(12);
+      for (const s of r.samples) for (const w of WORKER_NAMES) expect(s.rssMB[w], `${w} at ${s.t} s`).toBeGreaterThan(20);
+      const last = r.samples.at(-1)!;
+      // The load reached every worker: caption (pins), enrich (pins, engagement, captions),
+      // score (pairs) and dump (the labels score wrote).
+      for (const w of WORKER_NAMES) expect(last.records[w], w).toBeGreaterThan(0);
+      expect(r.produced.engagement).toBeGreaterThan(0);
+      for (const w of WORKER_NAMES) expect(r.workers[w]).toMatchObject({ rssStartMB: expect.any(Number), rssSlopeMBPerHour: expect.any(Number), lagSlopePerMin: expect.any(Number), rssFlat: expect.any(Boolean), lagFlat: expect.any(Boolean) });
+      const json = JSON.parse(readFileSync(join(outDir, 'soak.json'), 'utf8')) as SoakReport;
+      expect(json.samples.length).toBe(r.samples.length);
+      const md = readFileSync(join(outDir, 'soak.md'), 'utf8');
+      for (const w of WORKER_NAMES) expect(md).toMatch(new RegExp(`^\\| ${w} \\| [\\d.]+ MB`, 'm'));
+      const svg = readFileSync(join(outDir, 'soak.svg'), 'utf8');
+      expect(svg.startsWith('<svg')).toBe(true);
+      // One line per worker in each of the two panels (RSS, lag), each through every sample.
+      const lines = [...svg.matchAll(/<polyline [^>]*points="([^"]+)"/g)].map((m) => m[1]!.split(' ').length);
+      expect(lines).toEqual(Array(2 * WORKER_NAMES.length).fill(r.samples.length));
+    } finally {
+      rmSync(outDir, { recursive: true, force: true });
+    }
   }, 240_000);
 });
