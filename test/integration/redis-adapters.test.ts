@@ -11,6 +11,8 @@ import { createRedisCaptionCache } from '../../src/adapters/redis/caption-cache.
 import { createRedisFromConfig, type Redis } from '../../src/adapters/redis/client.js';
 import { createRedisLabelCache, type CachedLabel, type LabelCacheKey } from '../../src/adapters/redis/label-cache.js';
 import { createRedisDocumentReader } from '../../src/adapters/redis/documents.js';
+import { createRedisEnrichStore } from '../../src/adapters/redis/enrich-state.js';
+import type { FlushCommit, PartitionBatch, StoredPin } from '../../src/stages/enrich/ports.js';
 import { redisKeys } from '../../src/adapters/redis/keys.js';
 import { createRateLimiter } from '../../src/adapters/redis/rate-limit.js';
 import type { Config } from '../../src/config.js';
@@ -135,5 +137,94 @@ describe.skipIf(!inject('stack')).each(REDIS_MODES)('Redis adapters on %s Redis'
     const waiting = other.acquire(1, aborted.signal);
     setTimeout(() => aborted.abort(), 50);
     await expect(waiting).rejects.toThrow();
+  });
+});
+
+/**
+ * The enrich state's fences on the real Redis (single and Cluster): an owner epoch, the state
+ * marker checked first (a meta hash lost with a restarted node reads as missing state, not as
+ * another owner), a resumed claim after a rebuild, and published documents never going back.
+ */
+describe.skipIf(!inject('stack')).each(REDIS_MODES)('enrich state fences on %s Redis', (mode: RedisMode) => {
+  let redis: Redis;
+  let config: Config;
+  beforeAll(async () => {
+    config = testConfig(redisEnv(mode));
+    redis = createRedisFromConfig(config);
+    await redis.ping();
+  });
+  afterAll(() => redis?.disconnect());
+
+  const store = () => createRedisEnrichStore(redis, config.redisKeyPrefix, 600, false);
+  const batch = (epoch: number | null, n: number): PartitionBatch => ({
+    partition: 2,
+    epoch,
+    requireReady: true,
+    offsets: [{ topic: 'in', next: String(n) }],
+    eventIds: [],
+    pins: [{ pinId: `pin-${n}`, ops: [{ op: 'pin', eventTimeMs: n, type: 'created', pin: { title: 't', description: '', image_key: null, link_url: null, link_title: '', link_description: '', language: 'en' } }] }],
+  });
+
+  it('tells a lost partition state from another owner, and resumes it with the same epoch after the rebuild', async () => {
+    const s = store();
+    const keys = redisKeys(config.redisKeyPrefix);
+    await s.markStateReady({ source: 'fresh', at: new Date().toISOString() }, [2]);
+    const first = await s.claimPartition(2);
+    const second = await s.claimPartition(2); // another instance took it over
+    expect(second.epoch).toBe(first.epoch + 1);
+    expect((await s.applyBatch(batch(first.epoch, 1), Date.now())).status).toBe('fenced');
+    expect((await s.applyBatch(batch(second.epoch, 1), Date.now())).status).toBe('applied');
+
+    // The master holding the partition restarted empty: its meta hash is gone.
+    await redis.del(keys.enrich.meta(2));
+    expect((await s.applyBatch(batch(second.epoch, 2), Date.now())).status).toBe('missing');
+    const refused: string[] = [];
+    const onRefused = (p: number, status: string) => refused.push(`${p}:${status}`);
+    expect(await s.readPins([{ partition: 2, pinId: 'pin-1' }], 3, new Map([[2, second.epoch]]), onRefused)).toEqual([null]);
+    const pin = { pinId: 'pin-1', gen: '1' } as StoredPin;
+    const commit: FlushCommit = { partition: 2, pin, published: null, queries: [] };
+    await s.commitFlushes([commit], new Map([[2, second.epoch]]), onRefused);
+    expect(refused).toEqual(['2:missing', '2:missing']);
+
+    // The rebuild writes the partition's state and marks it ready, without an epoch: still missing
+    // for the worker until it claims the partition again, with its own epoch.
+    expect((await s.applyBatch({ ...batch(null, 5), requireReady: false }, Date.now())).status).toBe('applied');
+    await s.markStateReady({ source: 'rebuild', at: new Date().toISOString() }, [2]);
+    expect((await s.applyBatch(batch(second.epoch, 3), Date.now())).status).toBe('missing');
+    const resumed = await s.claimPartition(2, second.epoch);
+    expect(resumed).toMatchObject({ epoch: second.epoch, ready: true });
+    expect(resumed.offsets.get('in')).toBe(5n);
+    // A zombie resuming with an older epoch does not take it back.
+    expect((await s.claimPartition(2, first.epoch)).epoch).toBe(second.epoch);
+    expect((await s.applyBatch(batch(first.epoch, 6), Date.now())).status).toBe('fenced');
+    expect((await s.applyBatch(batch(second.epoch, 3), Date.now())).status).toBe('applied');
+    // Offsets covered never go back (the held batch ended below what the rebuild replayed).
+    expect((await s.claimPartition(2, second.epoch)).offsets.get('in')).toBe(5n);
+  });
+
+  it('never replaces a published document with an older one (a zombie, the rebuild)', async () => {
+    const s = store();
+    const keys = redisKeys(config.redisKeyPrefix);
+    const doc = (version: number, at: string, text: string) => JSON.stringify({ schema_version: 1, pin_id: 'pin-d', pin_text: text, version, updated_at: at });
+    const publish = (version: number, d: string | null) =>
+      s.commitFlushes([{ partition: 1, pin: { pinId: 'pin-d', gen: 'x' } as StoredPin, published: { hash: `h${version}`, version, doc: d }, queries: [] }]);
+    const stored = async () => (JSON.parse((await redis.get(keys.document('pin-d')))!) as { pin_text: string }).pin_text;
+    await publish(3, doc(3, '2026-12-02T06:00:01.000Z', 'new owner v3'));
+    await publish(2, doc(2, '2026-12-02T06:00:09.000Z', 'zombie v2 "version":9')); // older version: refused
+    expect(await stored()).toBe('new owner v3');
+    await publish(3, doc(3, '2026-12-02T06:00:00.500Z', 'zombie v3, built earlier')); // same version, built before
+    expect(await stored()).toBe('new owner v3');
+    await publish(4, doc(4, '2026-12-02T06:00:02.000Z', 'v4'));
+    expect(await stored()).toBe('v4');
+    await publish(3, null); // a stale tombstone of v3
+    expect(await stored()).toBe('v4');
+    // The rebuild replays pins.enriched up to its snapshot: v2 neither lowers the state's version nor the document.
+    await s.restorePublished(1, 'pin-d', 'h4', 4, doc(4, '2026-12-02T06:00:02.000Z', 'v4'));
+    await redis.hset(keys.enrich.pin(1, 'pin-d'), 'ver', '4');
+    await s.restorePublished(1, 'pin-d', 'h2', 2, doc(2, '2026-12-02T06:00:00.000Z', 'v2'));
+    expect(await stored()).toBe('v4');
+    expect(await redis.hmget(keys.enrich.pin(1, 'pin-d'), 'hash', 'ver')).toEqual(['h4', '4']);
+    await publish(4, null); // the tombstone of v4
+    expect(await redis.get(keys.document('pin-d'))).toBeNull();
   });
 });

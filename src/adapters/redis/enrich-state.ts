@@ -73,8 +73,9 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
     });
 
   return {
-    async claimPartition(partition) {
-      const [epoch, ready, flat] = (await redis.pinrichClaimPartition(1, k.meta(partition))) as [number, string, string[]];
+    async claimPartition(partition, resumeEpoch) {
+      const args = resumeEpoch === undefined ? [] : [resumeEpoch];
+      const [epoch, ready, flat] = (await redis.pinrichClaimPartition(1, k.meta(partition), ...args)) as [number, string, string[]];
       const offsets = new Map<string, bigint>();
       for (let i = 0; i < flat.length; i += 2) if (flat[i]!.startsWith('o:')) offsets.set(flat[i]!.slice(2), BigInt(flat[i + 1]!));
       return { epoch: Number(epoch), ready: ready === '1', offsets };
@@ -115,7 +116,7 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
       for (const o of batch.offsets) head.push(o.topic, o.next);
       // Arrays, not spread: a flush's arguments can outnumber what a JS call can take (ioredis flattens them).
       const r = ((await redis.pinrichApplyBatch(callKeys.length, callKeys as never, head as never, batch.eventIds as never, args as never)) as number[]).map(Number);
-      const status = r[0] === 1 ? 'applied' : r[0] === -1 ? 'fenced' : 'missing';
+      const status = r[0] === 1 ? 'applied' : r[0] === -1 ? 'fenced' : 'missing'; // -2: missing
       return { status, counted: r[1]!, duplicates: r[2]!, ignored: r[3]!, pinsApplied: r[4]!, pinsStale: r[5]!, captions: r[6]! };
     },
     async duePins(partition, dueBeforeMs, limit) {
@@ -125,22 +126,24 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
       const counts = await Promise.all(partitions.map((p) => redis.zcard(k.dirty(p))));
       return counts.every((n) => n === 0);
     },
-    async readPins(pins, topK, epochs) {
+    async readPins(pins, topK, epochs, onRefused) {
       if (pins.length === 0) return [];
       const pipe = pipeline();
-      const calls: Array<Array<{ index: number }>> = [];
+      const calls: Array<{ partition: number; chunk: Array<{ index: number }> }> = [];
       for (const [partition, list] of byPartition(pins)) {
         for (let from = 0; from < list.length; from += PINS_PER_CALL) {
           const chunk = list.slice(from, from + PINS_PER_CALL);
           const callKeys = [k.meta(partition), ...chunk.flatMap(({ item }) => pinKeys(partition, item.pinId))];
-          calls.push(chunk);
+          calls.push({ partition, chunk });
           pipe.pinrichReadPins(callKeys.length, ...callKeys, topK, epochs?.get(partition) ?? '');
         }
       }
       const rows = new Array<unknown[] | null>(pins.length).fill(null);
       (await execAll(pipe)).forEach((value, c) => {
-        if (!Array.isArray(value)) return; // fenced: this instance lost the partition
-        calls[c]!.forEach(({ index }, j) => (rows[index] = value[j] as unknown[]));
+        const { partition, chunk } = calls[c]!;
+        // Refused (fenced: this instance lost the partition; missing: its state is gone): nothing to publish.
+        if (!Array.isArray(value)) return onRefused?.(partition, Number(value) === -1 ? 'fenced' : 'missing');
+        chunk.forEach(({ index }, j) => (rows[index] = value[j] as unknown[]));
       });
       return pins.map(({ pinId }, i): StoredPin | null => {
         if (rows[i] === null) return null;
@@ -162,21 +165,21 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
         };
       });
     },
-    async commitFlushes(items, epochs) {
+    async commitFlushes(items, epochs, onRefused) {
       if (items.length === 0) return [];
-      // The documents first (each in its own pin's slot), then per partition the state that
-      // says they were published: a crash in between re-flushes the pin (nothing lost).
+      // The documents first (each in its own pin's slot, never over a newer one: set-document),
+      // then per partition the state that says they were published: a crash in between
+      // re-flushes the pin (nothing lost).
       const docs = pipeline();
       let anyDoc = false;
       for (const { pin, published } of items) {
         if (!published) continue;
         anyDoc = true;
-        if (published.doc === null) docs.del(keys.document(pin.pinId));
-        else docs.set(keys.document(pin.pinId), published.doc);
+        docs.pinrichSetDocument(1, keys.document(pin.pinId), published.doc ?? '', published.version);
       }
       if (anyDoc) await execAll(docs);
       const pipe = pipeline();
-      const calls: Array<Array<{ index: number }>> = [];
+      const calls: Array<{ partition: number; chunk: Array<{ index: number }> }> = [];
       for (const [partition, list] of byPartition(items)) {
         for (let from = 0; from < list.length; from += PINS_PER_CALL) {
           const chunk = list.slice(from, from + PINS_PER_CALL);
@@ -187,14 +190,15 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
             callKeys.push(k.pin(partition, pin.pinId), k.newQueries(partition, pin.pinId));
             args.push(pin.pinId, pin.gen, published?.hash ?? '', published?.version ?? 0, queries.length, ...queries);
           }
-          calls.push(chunk);
+          calls.push({ partition, chunk });
           pipe.pinrichCommitFlushes(callKeys.length, ...callKeys, ...args);
         }
       }
       const out = new Array<boolean>(items.length).fill(false);
       (await execAll(pipe)).forEach((value, c) => {
-        if (!Array.isArray(value)) return; // fenced: nothing recorded
-        calls[c]!.forEach(({ index }, j) => (out[index] = Number(value[j]) === 1));
+        const { partition, chunk } = calls[c]!;
+        if (!Array.isArray(value)) return onRefused?.(partition, Number(value) === -1 ? 'fenced' : 'missing'); // nothing recorded
+        chunk.forEach(({ index }, j) => (out[index] = Number(value[j]) === 1));
       });
       return out;
     },
@@ -208,10 +212,13 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
       await Promise.all(partitions.map((p) => redis.hset(k.meta(p), 'ready', '1')));
     },
     async restorePublished(partition, pinId, hash, version, doc) {
-      // Two slots (the partition's state, the pin's document): two commands, not one MULTI.
+      // Two slots (the partition's state, the pin's document): two scripts, not one MULTI; each
+      // keeps a later version the workers wrote meanwhile (partitions whose state was not lost).
       // A tombstone carries no version: keep the one of the document before it.
-      if (doc === null) await Promise.all([redis.hset(k.pin(partition, pinId), 'hash', hash), redis.del(keys.document(pinId))]);
-      else await Promise.all([redis.hset(k.pin(partition, pinId), 'hash', hash, 'ver', version), redis.set(keys.document(pinId), doc)]);
+      await Promise.all([
+        redis.pinrichRestorePublished(1, k.pin(partition, pinId), hash, version, doc === null ? '1' : '0'),
+        redis.pinrichSetDocument(1, keys.document(pinId), doc ?? '', version),
+      ]);
     },
     async forgetNewQueries(partition, pinId, queries) {
       if (queries.length) await redis.srem(k.newQueries(partition, pinId), ...queries);

@@ -17,6 +17,8 @@ const SCRIPT_FILES = {
   pinrichApplyBatch: 'apply-batch',
   pinrichReadPins: 'read-pins',
   pinrichCommitFlushes: 'commit-flushes',
+  pinrichSetDocument: 'set-document',
+  pinrichRestorePublished: 'restore-published',
 } as const;
 
 export type ScriptName = keyof typeof SCRIPT_FILES;

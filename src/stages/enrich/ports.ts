@@ -49,7 +49,11 @@ export interface PartitionBatch {
 }
 
 export interface ApplyOutcome {
-  /** `fenced`: another instance claimed the partition; `missing`: the state marker is absent. Nothing written then. */
+  /**
+   * `fenced`: another instance claimed the partition; `missing`: the partition's state is not
+   * there (no `ready` flag, or no owner epoch: lost with a Redis node, then rebuilt: claim it
+   * again with {@link EnrichStateStore.claimPartition}'s `resumeEpoch`). Nothing written then.
+   */
   status: 'applied' | 'fenced' | 'missing';
   counted: number;
   duplicates: number;
@@ -81,12 +85,17 @@ export interface FlushCommit {
   queries: string[];
 }
 
+/** Told of each partition a fenced read or commit refused, and why (see {@link ApplyOutcome.status}). */
+export type RefusedPartition = (partition: number, status: 'fenced' | 'missing') => void;
+
 export interface EnrichStateStore {
   /**
    * Take over a partition: bump its owner epoch (fencing any previous owner's later writes) and
-   * return what its state already covers.
+   * return what its state already covers. With `resumeEpoch` (the state was lost and rebuilt,
+   * its epoch with it): put that epoch back unless a higher one is there, and return the
+   * partition's epoch after that (the caller still owns it when it is `resumeEpoch`).
    */
-  claimPartition(partition: number): Promise<PartitionClaim>;
+  claimPartition(partition: number, resumeEpoch?: number): Promise<PartitionClaim>;
   /** Apply one partition's batch atomically with its offsets (one script run, one cluster slot). */
   applyBatch(batch: PartitionBatch, nowMs: number): Promise<ApplyOutcome>;
   /** Pins of `partition` dirty since at most `dueBeforeMs`, oldest first. */
@@ -97,13 +106,13 @@ export interface EnrichStateStore {
    * The state of many pins. With `epochs` (partition -> owner epoch), a partition this instance
    * no longer owns yields null for its pins: nothing may be published from it.
    */
-  readPins(pins: ReadonlyArray<{ partition: number; pinId: string }>, topK: number, epochs?: ReadonlyMap<number, number>): Promise<Array<StoredPin | null>>;
+  readPins(pins: ReadonlyArray<{ partition: number; pinId: string }>, topK: number, epochs?: ReadonlyMap<number, number>, onRefused?: RefusedPartition): Promise<Array<StoredPin | null>>;
   /**
    * After publishing: record each pin's published document (null: nothing published) and drop
    * its published new queries; true per pin whose dirty mark was cleared (false: it changed
    * since it was read and stays dirty).
    */
-  commitFlushes(items: FlushCommit[], epochs?: ReadonlyMap<number, number>): Promise<boolean[]>;
+  commitFlushes(items: FlushCommit[], epochs?: ReadonlyMap<number, number>, onRefused?: RefusedPartition): Promise<boolean[]>;
   /** True when the state marker is present: the state is complete (see stages/enrich/rebuild.ts). */
   stateReady(): Promise<boolean>;
   /**
@@ -111,7 +120,10 @@ export interface EnrichStateStore {
    * existing marker (fresh-deployment start) and then marks partitions only when it wrote it.
    */
   markStateReady(info: { source: 'fresh' | 'rebuild'; at: string }, partitions: readonly number[], onlyIfAbsent?: boolean): Promise<void>;
-  /** Rebuild: put back a pin's last published version, content hash and document (null = tombstone: hash only). */
+  /**
+   * Rebuild: put back a pin's last published version, content hash and document (null =
+   * tombstone: hash only, `version` the one of the document it ends), never over a later one.
+   */
   restorePublished(partition: number, pinId: string, hash: string, version: number, doc: string | null): Promise<void>;
   /** Rebuild: forget new-query marks of queries already published as pairs. */
   forgetNewQueries(partition: number, pinId: string, queries: string[]): Promise<void>;

@@ -116,6 +116,14 @@ async function readTopicTo(kafka: Kafka, groupId: string, topic: string, ends: M
   await consumer.connect();
   try {
     await consumer.subscribe({ topic, fromBeginning: true });
+    // Done by the fetch position, which kafkajs reports after each batch, also one it hands
+    // nothing of: pins.enriched is written in transactions, so its end may be a commit marker or
+    // an aborted transaction, never a record eachBatch sees.
+    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      if (payload.topic !== topic || BigInt(payload.lastOffset) + 1n < (ends.get(payload.partition) ?? 0n)) return;
+      pending.delete(payload.partition);
+      if (pending.size === 0) finish();
+    });
     await consumer.run({
       autoCommit: false,
       eachBatch: async ({ batch }) => {
@@ -130,10 +138,6 @@ async function readTopicTo(kafka: Kafka, groupId: string, topic: string, ends: M
           throw err;
         }
         count += records.length;
-        if (BigInt(batch.lastOffset()) + 1n >= end) {
-          pending.delete(batch.partition);
-          if (pending.size === 0) finish();
-        }
       },
     });
     await done;
@@ -189,13 +193,16 @@ export async function rebuildEnrichState(config: Config, log: Logger, progress: 
     // 2. Published documents: version, content hash and the document. Records of one pin are in
     // one partition (the same as its input partition: co-partitioned), read in order, so the last
     // one applied is the current one.
+    // A tombstone ends the pin's last document: its version is that one's (kept per pin here).
+    const lastVersion = new Map<string, number>();
     report.documents = await readTopicTo(kafka, `${group}-docs`, t.enriched, snapshot.get(t.enriched)!, async (records) => {
       await Promise.all(
         records.map(async (r) => {
           if (r.key === null) return;
-          if (r.value === null) return store.restorePublished(r.partition, r.key, 'deleted', 0, null);
+          if (r.value === null) return store.restorePublished(r.partition, r.key, 'deleted', lastVersion.get(r.key) ?? 0, null);
           const doc = EnrichedDocument.safeParse(parseJson(r.value));
           if (!doc.success) return; // not ours to judge here; the topic is written by this worker only
+          lastVersion.set(r.key, doc.data.version);
           await store.restorePublished(r.partition, r.key, doc.data.content_hash, doc.data.version, r.value.toString('utf8'));
         }),
       );

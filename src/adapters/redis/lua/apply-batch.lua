@@ -31,16 +31,26 @@ ARGV:
 Returns:
   { status, counted, duplicates, ignored, pins applied, pins stale, captions changed }
   status 1 applied; -1 fenced (another instance claimed the partition: nothing written);
-  -2 the state marker is missing (nothing written).
+  -2 the partition's state is missing (nothing written): its meta hash has no `ready` flag, or
+  no owner epoch at all (it was lost with a Redis node and rebuilt: the caller claims it again).
+  The state is checked before the epoch: a meta hash lost with a restarted node must read as
+  missing state (held, repaired by `pinrich enrich rebuild`), not as another owner's claim.
 ]]
 local meta, dirty = KEYS[1], KEYS[2]
-if ARGV[1] ~= '' and redis.call('HGET', meta, 'epoch') ~= ARGV[1] then return { -1, 0, 0, 0, 0, 0, 0 } end
 if ARGV[2] == '1' and redis.call('HGET', meta, 'ready') ~= '1' then return { -2, 0, 0, 0, 0, 0, 0 } end
+if ARGV[1] ~= '' then
+  local epoch = redis.call('HGET', meta, 'epoch')
+  if not epoch then return { -2, 0, 0, 0, 0, 0, 0 } end
+  if epoch ~= ARGV[1] then return { -1, 0, 0, 0, 0, 0, 0 } end
+end
 local now, nB, ttl, mine = ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6] == '1'
 local nG, nT, nE = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local a = 10
+-- Never backwards: the rebuild replays a partition the worker may have taken further meanwhile.
 for _ = 1, nT do
-  redis.call('HSET', meta, 'o:' .. ARGV[a], ARGV[a + 1])
+  local f = 'o:' .. ARGV[a]
+  local cur = tonumber(redis.call('HGET', meta, f) or '-1')
+  if tonumber(ARGV[a + 1]) > cur then redis.call('HSET', meta, f, ARGV[a + 1]) end
   a = a + 2
 end
 

@@ -7,7 +7,8 @@ clear the dirty mark unless the pin changed since it was read (its `gen` differs
 and is flushed again next time). The published document itself (Pdoc:{pin}, read by score and
 `labels export`) lives in the pin's own slot and is written by the caller before this script.
 
-Fenced like apply-batch: nothing is recorded for a caller that lost the partition.
+Fenced like apply-batch: nothing is recorded for a caller that lost the partition, nor in a
+partition whose state is missing (checked first).
 
 KEYS (one hash slot: the partition tag {pN}):
   1 the partition's meta hash   2 its dirty zset; then 2 per pin: pin hash, new-query set
@@ -16,9 +17,13 @@ ARGV:
   then per pin: pin id, gen read before publishing, new content hash ('' = nothing published),
   new version, Q, then Q published queries
 Returns:
-  -1 when fenced; else per pin, 1 when the dirty mark was cleared, 0 when the pin changed meanwhile.
+  -1 when fenced; -2 when the state is missing (only checked with an epoch); else per pin, 1 when the dirty mark was cleared, 0 when the pin changed meanwhile.
 ]]
-if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return -1 end
+if ARGV[1] ~= '' then
+  local m = redis.call('HMGET', KEYS[1], 'ready', 'epoch')
+  if m[1] ~= '1' or not m[2] then return -2 end
+  if m[2] ~= ARGV[1] then return -1 end
+end
 local out = {}
 local a = 2
 for p = 0, (#KEYS - 2) / 2 - 1 do

@@ -6,17 +6,23 @@ desc, with ties at the cut resolved by text ascending (a plain ZRANGE REV would 
 reverse-lexicographic ones), so documents never depend on Redis' tie order.
 
 Fenced like apply-batch: a caller that no longer owns the partition (its epoch is not the
-partition's) reads nothing, so it cannot publish documents from what it reads.
+partition's) reads nothing, so it cannot publish documents from what it reads; and a partition
+whose state is missing (no `ready` flag or no epoch: lost with a restarted Redis node) reads
+nothing either, so nothing is published from partial state. The state is checked first.
 
 KEYS (one hash slot: the partition tag {pN}):
   1 the partition's meta hash; then 4 per pin: pin hash, boards zset, queries zset, new-query set
 ARGV:
   1 k (top-K size)   2 owner epoch of the caller ('' = no check: `pinrich enrich rebuild`, tests)
 Returns:
-  -1 when fenced; else one array per pin, in KEYS order: { HGETALL flat, top boards WITHSCORES,
+  -1 when fenced; -2 when the state is missing (only checked with an epoch); else one array per pin, in KEYS order: { HGETALL flat, top boards WITHSCORES,
   top queries WITHSCORES, SMEMBERS new queries }.
 ]]
-if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[2] then return -1 end
+if ARGV[2] ~= '' then
+  local m = redis.call('HMGET', KEYS[1], 'ready', 'epoch')
+  if m[1] ~= '1' or not m[2] then return -2 end
+  if m[2] ~= ARGV[2] then return -1 end
+end
 local k = tonumber(ARGV[1])
 local function top(key)
   local t = redis.call('ZRANGE', key, '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, k, 'WITHSCORES')
