@@ -142,7 +142,7 @@ export async function produce(config: Config, topic: string, records: Array<{ ke
  * Read `topic` from the beginning until `done(records)` holds (checked after each batch) or the
  * timeout passes; returns everything read. Throws on timeout with what was seen.
  */
-export async function readUntil(config: Config, topic: string, done: (records: Rec[]) => boolean, timeoutMs = 60_000): Promise<Rec[]> {
+export async function readUntil(config: Config, topic: string, done: (records: Rec[]) => boolean, timeoutMs = 60_000, onPosition?: (partition: number, next: bigint) => void): Promise<Rec[]> {
   const consumer = testKafka(config).consumer({ groupId: `reader-${randomUUID()}`, maxWaitTimeInMs: 100 });
   const seen: Rec[] = [];
   await consumer.connect();
@@ -156,6 +156,13 @@ export async function readUntil(config: Config, topic: string, done: (records: R
     offset: m.offset,
     headers: Object.fromEntries(Object.entries(m.headers ?? {}).map(([k, v]) => [k, String(v)])),
   });
+  if (onPosition) {
+    // After every batch, also one of only commit markers or aborted records (eachBatch never sees those).
+    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      onPosition(payload.partition, BigInt(payload.lastOffset) + 1n);
+      if (done(seen)) resolveDone();
+    });
+  }
   await consumer.run({
     eachBatch: async ({ batch }) => {
       for (const m of batch.messages) seen.push(toRec(m, batch.partition));
@@ -174,18 +181,19 @@ export async function readUntil(config: Config, topic: string, done: (records: R
   return seen;
 }
 
-/** Every record of `topic` up to its end offsets at the time of the call. */
+/**
+ * Every record of `topic` up to its end offsets at the time of the call (read committed). Done
+ * by the consumer's fetch position, not by the records seen: a topic written in transactions
+ * (pins.enriched) ends with commit markers and aborted records that no reader is handed.
+ */
 export async function readToEnd(config: Config, topic: string, timeoutMs = 60_000): Promise<Rec[]> {
   const admin = testKafka(config).admin();
   await admin.connect();
   const ends = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
-  const want = new Map(ends.map((e) => [e.partition, BigInt(e.high)]));
-  const reached = (records: Rec[]) => {
-    const next = new Map<number, bigint>();
-    for (const r of records) next.set(r.partition, BigInt(r.offset) + 1n);
-    return [...want].every(([p, high]) => high === 0n || (next.get(p) ?? 0n) >= high);
-  };
-  return readUntil(config, topic, reached, timeoutMs);
+  const want = new Map(ends.filter((e) => BigInt(e.high) > BigInt(e.low)).map((e) => [e.partition, BigInt(e.high)]));
+  const position = new Map<number, bigint>();
+  const reached = () => [...want].every(([p, high]) => (position.get(p) ?? 0n) >= high);
+  return readUntil(config, topic, reached, timeoutMs, (partition, next) => position.set(partition, next));
 }
 
 /** Committed offsets of `groupId` are at the end of every partition of `topics` (false while the broker is unreachable). */

@@ -48,6 +48,12 @@ export interface OutMessage {
   key: string;
   value: string | Buffer | null;
   headers?: Record<string, string>;
+  /**
+   * The input partition whose owner publishes this record (the enrich documents and pairs): it
+   * goes out in that partition's transaction ({@link PartitionedPublisher}), so an instance that
+   * lost the partition cannot publish it. Absent: the worker's plain publisher.
+   */
+  ownerPartition?: number;
 }
 
 /** The publishing port: all-or-error, acks from all in-sync replicas. */
@@ -94,23 +100,111 @@ export async function createPublisher(kafka: Kafka, wait?: { log: Logger; timeou
     });
   return {
     async publish(messages) {
-      if (messages.length === 0) return;
-      let byTopic = new Map<string, Message[]>();
-      let bytes = 0;
-      for (const m of messages) {
-        const size = (m.value === null ? 0 : m.value.length) + m.key.length;
-        if (bytes > 0 && bytes + size > MAX_REQUEST_BYTES) {
-          await send(byTopic);
-          byTopic = new Map();
-          bytes = 0;
-        }
-        bytes += size;
-        let list = byTopic.get(m.topic);
-        if (!list) byTopic.set(m.topic, (list = []));
-        list.push({ key: m.key, value: m.value, headers: m.headers });
-      }
-      await send(byTopic);
+      for (const chunk of requestChunks(messages)) await send(chunk);
     },
     close: () => producer.disconnect(),
   };
+}
+
+/**
+ * Publishing that only the current owner of an input partition can do: the Kafka way of fencing
+ * a zombie (Kafka Streams' exactly-once "alpha": one transactional producer per input partition).
+ *
+ * Each input partition has its own transactional id, `<prefix><partition>`. `claim` connects a
+ * new producer with it and initialises it (InitProducerId): the broker bumps the producer epoch
+ * of that id, aborts whatever transaction an earlier owner left open (a zombie frozen mid-flush),
+ * and from then on refuses that owner's produce and EndTxn with INVALID_PRODUCER_EPOCH. So a
+ * zombie's documents are either committed before the new owner starts (older than anything the
+ * new owner publishes) or never visible to a read_committed reader. kafkajs 2.2.4 initialises a
+ * transactional producer on its first `transaction()` (not on connect), once per producer, and
+ * treats INVALID_PRODUCER_EPOCH as not retriable: a fenced producer is useless and is dropped;
+ * the next claim (after a rejoin) makes a new one.
+ */
+export interface PartitionedPublisher {
+  claim(partition: number): Promise<void>;
+  release(partition: number): Promise<void>;
+  /** One transaction with all of `messages`; `fenced` when another owner claimed the partition since. */
+  publish(partition: number, messages: OutMessage[]): Promise<'published' | 'fenced'>;
+  close(): Promise<void>;
+}
+
+/** INVALID_PRODUCER_EPOCH (47), PRODUCER_FENCED (90, newer brokers; unknown to kafkajs 2.2.4), or a wrapper of one. */
+export function isProducerFenced(err: unknown): boolean {
+  for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 5; e = (e as { cause?: unknown; originalError?: unknown }).cause ?? (e as { originalError?: unknown }).originalError, depth++) {
+    const { type, code } = e as { type?: unknown; code?: unknown };
+    if (type === 'INVALID_PRODUCER_EPOCH' || type === 'PRODUCER_FENCED' || code === 47 || code === 90) return true;
+  }
+  return false;
+}
+
+export function createPartitionedPublisher(kafka: Kafka, transactionalIdPrefix: string, transactionTimeoutMs = 60_000): PartitionedPublisher {
+  const producers = new Map<number, Promise<Producer>>();
+  const drop = async (partition: number, p: Promise<Producer> | undefined) => {
+    if (producers.get(partition) === p) producers.delete(partition);
+    await p?.then((producer) => producer.disconnect()).catch(() => undefined);
+  };
+  const send = (producer: Producer, messages: OutMessage[]) => producer.transaction().then(async (txn) => {
+    try {
+      for (const chunk of requestChunks(messages)) {
+        await txn.sendBatch({ acks: -1, compression: CompressionTypes.None, topicMessages: [...chunk].map(([topic, msgs]) => ({ topic, messages: msgs })) });
+      }
+      await txn.commit();
+    } catch (err) {
+      if (txn.isActive()) await txn.abort().catch(() => undefined);
+      throw err;
+    }
+  });
+  return {
+    async claim(partition) {
+      await drop(partition, producers.get(partition));
+      const p = (async () => {
+        const producer = createProducer(kafka, { transactionalId: `${transactionalIdPrefix}${partition}`, idempotent: true, maxInFlightRequests: 1, transactionTimeout: transactionTimeoutMs, allowAutoTopicCreation: false });
+        await producer.connect();
+        // The fence: InitProducerId happens on the first transaction. An empty one ends locally.
+        const txn = await producer.transaction();
+        await txn.abort();
+        return producer;
+      })();
+      producers.set(partition, p);
+      p.catch(() => (producers.get(partition) === p ? producers.delete(partition) : undefined));
+      await p;
+    },
+    release: (partition) => drop(partition, producers.get(partition)),
+    async publish(partition, messages) {
+      const p = producers.get(partition);
+      if (!p) return 'fenced'; // never claimed here, or released: not this instance's to publish
+      try {
+        await send(await p, messages);
+        return 'published';
+      } catch (err) {
+        if (!isProducerFenced(err)) throw err;
+        await drop(partition, p);
+        return 'fenced';
+      }
+    },
+    async close() {
+      await Promise.all([...producers].map(([partition, p]) => drop(partition, p)));
+    },
+  };
+}
+
+/** Messages grouped by topic, in requests of at most {@link MAX_REQUEST_BYTES} of keys and values. */
+function requestChunks(messages: OutMessage[]): Array<Map<string, Message[]>> {
+  const out: Array<Map<string, Message[]>> = [];
+  let byTopic = new Map<string, Message[]>();
+  let bytes = 0;
+  for (const m of messages) {
+    const size = (m.value === null ? 0 : m.value.length) + m.key.length;
+    if (bytes > 0 && bytes + size > MAX_REQUEST_BYTES) {
+      out.push(byTopic);
+      byTopic = new Map();
+      bytes = 0;
+    }
+    bytes += size;
+    let list = byTopic.get(m.topic);
+    if (!list) byTopic.set(m.topic, (list = []));
+    list.push({ key: m.key, value: m.value, headers: m.headers });
+  }
+  if (byTopic.size > 0) out.push(byTopic);
+  return out;
 }

@@ -23,7 +23,7 @@ import { ensureKafkaJars, kafkaGroupCoordinatorReady, kafkaHealthy, startKafka }
 import { commandLine, freePort, spawnDetached, stopGroup, waitUntil } from '../../../src/stack/process.js';
 import { redisPing } from '../../../src/stack/redis.js';
 import { clusterOk, clusterSeedUrls, spawnClusterNode, startClusterNodes, createCluster, type ClusterNode } from '../../../src/stack/redis-cluster.js';
-import { caughtUp, produce, readUntil, setupTopics, stack, testKafka, waitFor, type Rec } from '../../support/harness.js';
+import { caughtUp, produce, readToEnd, readUntil, setupTopics, stack, testKafka, waitFor, type Rec } from '../../support/harness.js';
 import { readAllDumpObjects } from '../../support/labels.js';
 
 export const REPO = fileURLToPath(new URL('../../..', import.meta.url));
@@ -305,16 +305,7 @@ export function assertNoCrash(fleet: Fleet): void {
 
 /** Every record of `topic`, from the beginning to its current end. */
 export async function readAll(config: Config, topic: string): Promise<Rec[]> {
-  const admin = testKafka(config).admin();
-  await admin.connect();
-  let total = 0;
-  try {
-    for (const p of await admin.fetchTopicOffsets(topic)) total += Number(BigInt(p.high) - BigInt(p.low));
-  } finally {
-    await admin.disconnect();
-  }
-  if (total === 0) return [];
-  return readUntil(config, topic, (rs) => rs.length >= total, 60_000);
+  return readToEnd(config, topic);
 }
 
 /** "partition:offset" of every row of every dump object. */

@@ -1,0 +1,70 @@
+/**
+ * The zombie fence at the broker, on the stack's real Kafka: two instances publishing for the same
+ * input partition through createPartitionedPublisher. Once the second claimed the partition, the
+ * first one's transactions fail with INVALID_PRODUCER_EPOCH (`fenced`), including one it had
+ * opened before the claim (a zombie frozen mid-flush), and read-committed readers never see them.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createPartitionedPublisher, isProducerFenced, type PartitionedPublisher } from '../../src/adapters/kafka/client.js';
+import type { Config } from '../../src/config.js';
+import { readToEnd, testConfig, testKafka } from '../support/harness.js';
+
+describe.skipIf(!inject('stack'))('partitioned publisher (Kafka transactions per input partition)', () => {
+  let config: Config;
+  let topic: string;
+  const open: PartitionedPublisher[] = [];
+  beforeAll(async () => {
+    config = testConfig();
+    topic = `${config.topicPrefix}fence-${randomUUID().slice(0, 8)}`;
+    const admin = testKafka(config).admin();
+    await admin.connect();
+    await admin.createTopics({ topics: [{ topic, numPartitions: 2 }], waitForLeaders: true });
+    await admin.disconnect();
+  });
+  afterAll(async () => {
+    await Promise.all(open.map((p) => p.close()));
+  });
+  const publisher = () => {
+    const p = createPartitionedPublisher(testKafka(config), `${config.topicPrefix}fence-test-p`);
+    open.push(p);
+    return p;
+  };
+  const msg = (value: string) => ({ topic, key: 'pin-1', value, ownerPartition: 0 });
+
+  it('fences the earlier owner of a partition at the broker once the next one claims it', async () => {
+    const zombie = publisher();
+    const owner = publisher();
+    await zombie.claim(0);
+    await zombie.claim(1);
+    expect(await zombie.publish(0, [msg('zombie, before the move')])).toBe('published');
+    await owner.claim(0); // the partition moved: InitProducerId bumps the epoch of its transactional id
+    expect(await zombie.publish(0, [msg('zombie, after the move')])).toBe('fenced');
+    expect(await zombie.publish(0, [msg('zombie, again')])).toBe('fenced'); // its producer is gone for good
+    expect(await zombie.publish(1, [{ ...msg('zombie, its other partition'), ownerPartition: 1 }])).toBe('published');
+    expect(await owner.publish(0, [msg('owner')])).toBe('published');
+    const seen = (await readToEnd(config, topic)).map((r) => r.value).sort();
+    expect(seen).toEqual(['owner', 'zombie, before the move', 'zombie, its other partition']);
+  });
+
+  it('aborts a transaction the earlier owner had open when it froze', async () => {
+    const kafka = testKafka(config);
+    const id = `${config.topicPrefix}fence-open-p0`;
+    const frozen = kafka.producer({ transactionalId: id, idempotent: true, maxInFlightRequests: 1 });
+    await frozen.connect();
+    try {
+      const txn = await frozen.transaction();
+      await txn.send({ topic, messages: [{ key: 'pin-2', value: 'frozen mid-flush', partition: 0 }] });
+      const owner = createPartitionedPublisher(kafka, `${config.topicPrefix}fence-open-p`);
+      open.push(owner);
+      await owner.claim(0);
+      const err = await txn.commit().then(() => undefined, (e: unknown) => e);
+      expect(isProducerFenced(err)).toBe(true);
+      expect(await owner.publish(0, [{ topic, key: 'pin-2', value: 'owner of pin-2', ownerPartition: 0 }])).toBe('published');
+      const values = (await readToEnd(config, topic)).filter((r) => r.key === 'pin-2').map((r) => r.value);
+      expect(values).toEqual(['owner of pin-2']);
+    } finally {
+      await frozen.disconnect();
+    }
+  });
+});
