@@ -18,6 +18,7 @@ import { createRedisFromConfig } from '../src/adapters/redis/client.js';
 import { redisKeys } from '../src/adapters/redis/keys.js';
 import { benchEnv, benchStack, configOf, createLagProbe, figure, loadBacklog, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
 import { engagementMessage, pinEventMessage } from './data.js';
+import { benchRedisOverride, commandStats, commandStatsPerEvent, cpuSecondsOf } from './enrich.js';
 
 export async function runFreshness(opts: BenchOptions): Promise<BenchResult> {
   const steps = (process.env.BENCH_FRESHNESS_STEPS ?? (opts.quick ? '10000,30000' : '10000,20000,30000,40000,50000')).split(',').map(Number);
@@ -27,7 +28,7 @@ export async function runFreshness(opts: BenchOptions): Promise<BenchResult> {
   const pins = 20_000;
   const windowMs = Number(process.env.BENCH_FRESHNESS_WINDOW_MS ?? 250);
   const stack = await benchStack(opts.log);
-  const env = benchEnv(stack, { PINRICH_ENRICH_WINDOW_MS: String(windowMs) });
+  const env = benchEnv(stack, { PINRICH_ENRICH_WINDOW_MS: String(windowMs), ...benchRedisOverride() });
   const config = configOf(env);
   const t = await setupTopics(config);
   const runId = config.redisKeyPrefix.replace(/\W/g, '');
@@ -37,7 +38,9 @@ export async function runFreshness(opts: BenchOptions): Promise<BenchResult> {
   const kafka = new Kafka({ clientId: 'pinrich-bench-fresh', brokers: [...config.kafkaBrokers], logLevel: logLevel.NOTHING });
   const consumer = kafka.consumer({ groupId: `${config.groupPrefix}.fresh-reader`, maxWaitTimeInMs: 20, minBytes: 1 });
   const producer = createProducer(kafka);
-  const child = await startWorkerChild('enrich', env);
+  const child = await startWorkerChild('enrich', env, { profile: opts.profile });
+  let stopping: ReturnType<typeof child.stop> | undefined;
+  const stopChild = () => (stopping ??= child.stop()).catch(() => undefined); // once: a second stop() would wait for an exit that happened
   try {
     // Let the worker take in the pins and publish their first documents before the clock starts.
     await waitUntil('pins to be enriched', async () => {
@@ -81,6 +84,8 @@ export async function runFreshness(opts: BenchOptions): Promise<BenchResult> {
     let seq = 0;
     let inFlight = 0;
     startAt = Date.now();
+    const cpuBefore = cpuSecondsOf(child.pid);
+    const redisBefore = await commandStats(redis);
     for (const [step, stepRate] of steps.entries()) {
       opts.log(`freshness: producing ${stepRate.toLocaleString('en')} events/s for ${seconds} s (window ${windowMs} ms)`);
       const stepStart = Date.now();
@@ -121,6 +126,9 @@ export async function runFreshness(opts: BenchOptions): Promise<BenchResult> {
     // Wait for the tail to be covered (bounded).
     const expectedAll = expected.reduce((a, b) => a + b, 0);
     await waitUntil('freshness tail', async () => latencies.reduce((n, l) => n + l.length, 0) >= expectedAll, 60_000).catch(() => undefined);
+    const producedAll = steps.reduce((n, r) => n + r * seconds, 0);
+    const cpuSeconds = cpuSecondsOf(child.pid) - cpuBefore;
+    const redisPerEvent = commandStatsPerEvent(redisBefore, await commandStats(redis), producedAll);
     const pct = (l: number[], q: number) => l[Math.min(l.length - 1, Math.floor(q * l.length))] ?? NaN;
     const perStep = steps.map((stepRate, i) => {
       const l = latencies[i]!.sort((a, b) => a - b);
@@ -143,10 +151,11 @@ export async function runFreshness(opts: BenchOptions): Promise<BenchResult> {
         figure({ name: 'freshness achieved produce rate', value: first.achieved, unit: 'events/s', command, settings }),
         figure({ name: 'highest steady rate with freshness p99 <= 1 s (ramped in one run)', value: sustained, unit: 'events/s', command, settings, target: { op: '>=', value: 30_000 } }),
       ],
-      details: { perStep },
+      profile: (await stopChild())?.profile,
+      details: { perStep, cpuSeconds: round(cpuSeconds, 2), cpuUsPerEvent: round((cpuSeconds / producedAll) * 1e6, 2), redisPerEvent },
     };
   } finally {
-    await child.stop().catch(() => undefined);
+    await stopChild();
     await producer.disconnect().catch(() => undefined);
     await consumer.disconnect().catch(() => undefined);
     await probe.close();
