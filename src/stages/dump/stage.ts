@@ -47,10 +47,10 @@
  */
 import type { Label } from '../../../schemas/label.js';
 import type { ObjectStore } from '../../adapters/s3/client.js';
-import { decodeRecord } from '../../core/decode.js';
 import type { Clock } from '../../runtime/clock.js';
 import type { Logger } from '../../runtime/log.js';
 import type { InRecord, Rejection, Stage, StageContext, StageResult } from '../../runtime/stage.js';
+import { decodeLabel } from './decode-label.js';
 import { labelRow, type BlockTable, type LabelRow, type ParquetWriter } from './parquet.js';
 
 export interface DumpStageDeps {
@@ -231,7 +231,7 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
         const rejected: Rejection[] = [];
         for (const record of batch) {
           const offset = BigInt(record.offset);
-          const decoded = decodeRecord('label', record.value, deps.maxRecordBytes);
+          const decoded = decodeLabel(record.value, deps.maxRecordBytes);
           if (!decoded.ok) {
             rejected.push({ record, code: decoded.code, reason: decoded.reason });
             stats.rejected++;
