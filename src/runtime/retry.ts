@@ -83,12 +83,12 @@ export async function withRetries<T>(
         throw err;
       }
     }
-    const signals = [AbortSignal.timeout(policy.timeoutMs)];
-    if (opts.signal) signals.push(opts.signal);
+    const attemptSignal = attemptAbort(policy.timeoutMs, opts.signal);
     try {
-      const value = await fn(AbortSignal.any(signals), attempt);
+      const value = await fn(attemptSignal.signal, attempt);
       return { value, attempts: attempt };
     } catch (err) {
+      attemptSignal.release();
       if (opts.signal?.aborted) throw new PinrichError('aborted', 'aborted', { cause: err });
       const retriable = isPinrichError(err) && err.retriable;
       if (!retriable || attempt >= policy.maxAttempts) throw err;
@@ -96,6 +96,33 @@ export async function withRetries<T>(
       const delay = err.retryAfterMs !== undefined ? Math.min(Math.max(err.retryAfterMs, jitter), policy.maxRetryAfterMs ?? 60_000) : jitter;
       opts.onRetry?.(err, attempt, delay);
       await sleep(delay, opts.signal);
+    } finally {
+      attemptSignal.release();
     }
   }
+}
+
+/**
+ * One attempt's signal: aborted by its timeout (reason: a TimeoutError DOMException, as
+ * AbortSignal.timeout gives) or by the caller's signal. Released when the attempt ends: the
+ * timer is cleared and the listener on the caller's long-lived signal removed. AbortSignal.any
+ * and AbortSignal.timeout cost more per call (weak dependents, an unref'd timer each) and keep
+ * every finished attempt tied to the caller's signal until GC — with listeners the HTTP client
+ * added to it, all fired at once when the worker's signal aborts at shutdown.
+ */
+function attemptAbort(timeoutMs: number, parent?: AbortSignal): { signal: AbortSignal; release: () => void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), timeoutMs);
+  // Like AbortSignal.timeout's: an attempt in flight does not keep the process alive by itself.
+  timer.unref();
+  const onAbort = () => controller.abort(parent!.reason);
+  if (parent?.aborted) controller.abort(parent.reason);
+  else parent?.addEventListener('abort', onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    release: () => {
+      clearTimeout(timer);
+      parent?.removeEventListener('abort', onAbort);
+    },
+  };
 }
