@@ -4,12 +4,13 @@
  * image runs as non-root; the dashboard queries only metrics pinrich exports. (No Docker here:
  * the image itself is not built by the tests.)
  */
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { DEFAULT_HEAP_MB, heapFlags } from '../../bin/heap.js';
 import { registerStageCollectors } from '../../src/app.js';
 import { loadConfig, OPTIONS, topics } from '../../src/config.js';
 import { DEV_MODULE_PATHS, DEV_ONLY_DIRS, type DevModules } from '../../src/dev-modules.js';
@@ -26,6 +27,9 @@ const SECRET_ENVS = new Set(Object.values(OPTIONS).filter((o) => 'secret' in o &
 /** Read by the AWS SDK's default provider chain, not by pinrich's config. */
 const AWS_ENVS = new Set(['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_REGION', 'AWS_PROFILE', 'AWS_ROLE_ARN', 'AWS_WEB_IDENTITY_TOKEN_FILE']);
 const DEFAULT_METRICS_PORT = Number(OPTIONS.metricsPort.default);
+/** Read by node itself: pinrich's heap settings ship in it (bin/heap.js). */
+const NODE_ENVS = new Set(['NODE_OPTIONS']);
+const SHIPPED_NODE_OPTIONS = `--max-old-space-size=${DEFAULT_HEAP_MB}`;
 
 function docs(file: string): Obj[] {
   return parseAllDocuments(readFileSync(file, 'utf8'), { merge: true }).map((d) => {
@@ -100,7 +104,7 @@ describe('deploy/', () => {
     for (const pod of pods) {
       for (const c of pod.containers) {
         for (const e of c.env ?? []) {
-          expect(OPTION_ENVS.has(e.name) || AWS_ENVS.has(e.name), `env ${e.name}`).toBe(true);
+          expect(OPTION_ENVS.has(e.name) || AWS_ENVS.has(e.name) || NODE_ENVS.has(e.name), `env ${e.name}`).toBe(true);
           if (SECRET_ENVS.has(e.name)) {
             expect(e.value, `${e.name} must not have a literal value`).toBeUndefined();
             expect(e.valueFrom?.secretKeyRef?.name).toBe('pinrich-secrets');
@@ -165,6 +169,26 @@ describe('deploy/', () => {
     }
   });
 
+  it('k8s: every worker runs with the shipped heap settings, and its memory limit leaves room above the heap cap', () => {
+    const toMiB = (q: string) => {
+      const m = /^(\d+)(Mi|Gi)$/.exec(q);
+      expect(m, `memory quantity ${q} (Mi or Gi)`).not.toBeNull();
+      return Number(m![1]) * (m![2] === 'Gi' ? 1024 : 1);
+    };
+    for (const d of byKind('Deployment')) {
+      const c = d.spec.template.spec.containers[0];
+      const nodeOptions = (c.env as Obj[]).find((e) => e.name === 'NODE_OPTIONS');
+      expect(nodeOptions?.value, d.metadata.name).toBe(SHIPPED_NODE_OPTIONS);
+      const request = toMiB(c.resources.requests.memory);
+      const limit = toMiB(c.resources.limits.memory);
+      // Old generation + young generation (3 x 16 MB semi-spaces) + code, Buffers and native
+      // memory (DuckDB, TLS) must fit under the limit, or the OOM killer acts before the GC does.
+      expect(limit, `${d.metadata.name} limit`).toBeGreaterThanOrEqual(DEFAULT_HEAP_MB + 48 + 150);
+      expect(request, `${d.metadata.name} request`).toBeLessThanOrEqual(limit);
+      expect(request, `${d.metadata.name} request`).toBeGreaterThanOrEqual(DEFAULT_HEAP_MB + 48);
+    }
+  });
+
   it('compose: real options, real commands, the metrics port, and every worker', () => {
     const services = compose.services as Record<string, Obj>;
     const pinrich = Object.entries(services).filter(([, s]) => s.image === 'pinrich:dev');
@@ -203,6 +227,8 @@ describe('deploy/', () => {
     expect(build.include).toContain('../src/**/*.ts');
     checkCommand(JSON.parse(lines.find((l) => l.startsWith('CMD '))!.slice(4)), 'Dockerfile CMD');
     expect(lines).toContain(`EXPOSE ${DEFAULT_METRICS_PORT}`);
+    // The heap settings the `pinrich` bin starts node with (the image runs node directly).
+    expect(lines).toContain(`ENV NODE_OPTIONS=${SHIPPED_NODE_OPTIONS}`);
   });
 
   it('compose: the stand-in model server comes from the development-only `standin` target, not the production image', () => {
@@ -259,6 +285,90 @@ describe('deploy/', () => {
     // And the Node.js runtime from prom-client's default metrics: event-loop lag, heap, GC.
     for (const name of ['nodejs_eventloop_lag_p99_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_gc_duration_seconds_sum']) expect(used, name).toContain(name);
   });
+});
+
+describe('the pinrich bin starts node with the shipped heap settings', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pinrich-heap-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  // Preloaded into every node process the bin starts (NODE_OPTIONS is inherited): each one
+  // appends its pid, parent pid and V8 heap limit to `log`.
+  const probe = join(dir, 'probe.cjs');
+  writeFileSync(probe, `require('fs').appendFileSync(process.env.HEAP_PROBE_LOG, JSON.stringify({ pid: process.pid, ppid: process.ppid, limitMB: require('v8').getHeapStatistics().heap_size_limit / 2 ** 20 }) + '\\n');`);
+  let runs = 0;
+  const pinrich = (args: string[], env: Record<string, string> = {}) => {
+    const log = join(dir, `run-${++runs}.log`);
+    const r = spawnSync(process.execPath, ['bin/pinrich.js', ...args], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: `--require ${probe} ${env.NODE_OPTIONS ?? ''}`, HEAP_PROBE_LOG: log, PINRICH_STACK: 'none', ...Object.fromEntries(Object.entries(env).filter(([k]) => k !== 'NODE_OPTIONS')) } });
+    const lines = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { pid: number; ppid: number; limitMB: number }) : [];
+    // One per process (tsx's loader thread runs the preload again, in the same process).
+    const nodes = lines.filter((n, i) => lines.findIndex((m) => m.pid === n.pid) === i);
+    return { ...r, nodes };
+  };
+  // V8's limit is the old generation plus the young one (3 semi-spaces of 16 MB).
+  const young = 48;
+
+  it('by default: the command runs in a node whose old generation is DEFAULT_HEAP_MB', () => {
+    const r = pinrich(['config', 'doc']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('PINRICH_KAFKA_BROKERS');
+    expect(r.nodes).toHaveLength(2);
+    const [launcher, worker] = r.nodes;
+    expect(worker!.ppid).toBe(launcher!.pid);
+    expect(worker!.limitMB).toBe(DEFAULT_HEAP_MB + young);
+    expect(launcher!.limitMB).toBeGreaterThan(DEFAULT_HEAP_MB + young);
+  });
+
+  it('PINRICH_HEAP_MB sets the cap, a --max-old-space-size in NODE_OPTIONS wins, and a bad value is a clear error', () => {
+    expect(pinrich(['config', 'doc'], { PINRICH_HEAP_MB: '320' }).nodes.at(-1)!.limitMB).toBe(320 + young);
+    const own = pinrich(['config', 'doc'], { NODE_OPTIONS: '--max-old-space-size=400', PINRICH_HEAP_MB: '320' });
+    expect(own.status, own.stderr).toBe(0);
+    expect(own.nodes.map((n) => n.limitMB)).toEqual([400 + young]); // no relaunch
+    expect(heapFlags({ PINRICH_HEAP_MB: '0' }, [])).toEqual([]); // V8's own sizing
+    const bad = pinrich(['config', 'doc'], { PINRICH_HEAP_MB: '12' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('PINRICH_HEAP_MB must be a whole number of MB, at least 64');
+  });
+
+  it('the relaunched node gets the launcher\'s signals and exit status, and dies with it even on SIGKILL', async () => {
+    const start = () => {
+      const log = join(dir, `run-${++runs}.log`);
+      const child = spawn(process.execPath, ['bin/pinrich.js', 'model-server', '--port', '0'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: `--require ${probe}`, HEAP_PROBE_LOG: log, PINRICH_STACK: 'none' } });
+      // The model server prints its base URL once it listens (in the relaunched node).
+      const listening = new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+      const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+      const workerPid = async () => {
+        await listening;
+        return JSON.parse(readFileSync(log, 'utf8').trim().split('\n').at(-1)!).pid as number;
+      };
+      return { child, exited, workerPid };
+    };
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const gone = async (pid: number) => {
+      for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+      return !alive(pid);
+    };
+
+    const a = start();
+    const aPid = await a.workerPid();
+    expect(aPid).not.toBe(a.child.pid);
+    a.child.kill('SIGTERM');
+    const aExit = await a.exited;
+    expect(await gone(aPid)).toBe(true);
+    // The model server stops on SIGTERM: the launcher reports what the worker did.
+    expect(aExit.code !== null || aExit.signal === 'SIGTERM').toBe(true);
+
+    const b = start();
+    const bPid = await b.workerPid();
+    b.child.kill('SIGKILL');
+    await b.exited;
+    expect(await gone(bPid), 'the relaunched node outlived its killed launcher').toBe(true);
+  }, 60_000);
 });
 
 // The CLI declares what it uses of each development-only module (src/dev-modules.ts) so that the
