@@ -124,9 +124,14 @@ const enrich: WorkerDefinition<'enrich'> = {
   usesEnrichState: true,
   // Large batches (cheap records, Redis round trips amortised) and a short flush tick.
   consumer: (_config, { tickMs }) => ({ partitionsConsumedConcurrently: 2, maxBatchRecords: 2_000, tickMs: tickMs ?? 100 }),
-  async wire({ config, redis, log, clock }) {
-    const [{ createRedisEnrichStore }, { createEnrichStage }] = await Promise.all([import('./adapters/redis/enrich-state.js'), import('./stages/enrich/stage.js')]);
+  async wire({ config, kafka, redis, log, clock }) {
+    const [{ createRedisEnrichStore }, { createEnrichStage }, { createPartitionedPublisher }] = await Promise.all([
+      import('./adapters/redis/enrich-state.js'),
+      import('./stages/enrich/stage.js'),
+      import('./adapters/kafka/client.js'),
+    ]);
     return createEnrichStage({
+      ...(config.enrichTransactions ? { publisher: createPartitionedPublisher(kafka, `${config.topicPrefix}${config.groupPrefix}.enrich-p`) } : {}),
       requireState: true,
       store: createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, config.enrichMinePairs),
       topics: topicNames(config),

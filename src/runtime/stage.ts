@@ -5,7 +5,7 @@
  */
 import type { KafkaMessage } from 'kafkajs';
 import type { DeadLetterCode } from '../../schemas/dead-letter.js';
-import type { OutMessage } from '../adapters/kafka/client.js';
+import type { OutMessage, PartitionedPublisher } from '../adapters/kafka/client.js';
 import type { WorkerName } from '../workers.js';
 
 /** A stage is named after its worker (src/workers.ts). */
@@ -37,8 +37,12 @@ export interface Rejection {
 export interface StageResult {
   outputs: OutMessage[];
   rejected: Rejection[];
-  /** Effects to apply after `outputs` are durably published (e.g. mark documents emitted). */
-  commit?: () => Promise<void>;
+  /**
+   * Effects to apply after `outputs` are durably published (e.g. mark documents emitted).
+   * `fenced`: input partitions whose outputs ({@link OutMessage.ownerPartition}) were refused
+   * because another instance took the partition over: nothing of theirs was published.
+   */
+  commit?: (fenced?: ReadonlySet<number>) => Promise<void>;
   /**
    * Only read on results of `handle`: the offset to commit for the batch's partition once this
    * result is delivered, in Kafka's convention (the next offset to read, i.e. last safe + 1).
@@ -84,6 +88,11 @@ export interface Stage {
    * stage holds is made durable and committed before it leaves the group.
    */
   readonly commitsOnTick?: boolean;
+  /**
+   * Publishes the outputs that name an {@link OutMessage.ownerPartition}, one transaction per
+   * input partition, so that only the partition's current owner can (the enrich stage).
+   */
+  readonly partitionedPublisher?: PartitionedPublisher;
   /** The worker committed these offsets of a tick's `commitOffsets`. */
   committed?(offsets: ReadonlyArray<{ topic: string; partition: number; offset: string }>): void;
   close(): Promise<void>;

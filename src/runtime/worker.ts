@@ -11,7 +11,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
-import type { Publisher } from '../adapters/kafka/client.js';
+import type { OutMessage, Publisher } from '../adapters/kafka/client.js';
 import { isTransientKafkaError, untilKafkaAnswers } from '../adapters/kafka/transient.js';
 import { describeError } from '../errors.js';
 import type { Clock } from './clock.js';
@@ -150,9 +150,22 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
   /** Publish a stage result, then run its commit. Retries infrastructure errors until stopped. */
   async function deliver(result: StageResult): Promise<void> {
     const now = new Date(clock.now());
-    const messages = [...result.outputs, ...result.rejected.map((r) => deadLetterMessage(stage.name, r, now))];
-    await publisher.publish(messages);
-    if (result.commit) await result.commit();
+    const messages = [...result.rejected.map((r) => deadLetterMessage(stage.name, r, now))];
+    // Outputs an input partition's owner publishes go out in that partition's transaction; a
+    // refused one (another instance took the partition over) is reported to the stage's commit.
+    const owned = new Map<number, OutMessage[]>();
+    for (const m of result.outputs) {
+      if (m.ownerPartition === undefined || !stage.partitionedPublisher) messages.push(m);
+      else owned.get(m.ownerPartition)?.push(m) ?? owned.set(m.ownerPartition, [m]);
+    }
+    const fenced = new Set<number>();
+    await Promise.all([
+      publisher.publish(messages),
+      ...[...owned].map(async ([partition, msgs]) => {
+        if ((await stage.partitionedPublisher!.publish(partition, msgs)) === 'fenced') fenced.add(partition);
+      }),
+    ]);
+    if (result.commit) await result.commit(fenced);
     // A stage that makes records durable on its tick (enrich) commits their offsets here, after
     // its outputs are published and its commit ran. On failure the stage offers them again.
     if (result.commitOffsets?.length) {
@@ -162,7 +175,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     stats.outputs += result.outputs.length;
     stats.rejected += result.rejected.length;
     if (metrics) {
-      for (const m of result.outputs) metrics.recordsOut.inc({ worker: stage.name, topic: m.topic });
+      for (const m of result.outputs) if (m.ownerPartition === undefined || !fenced.has(m.ownerPartition)) metrics.recordsOut.inc({ worker: stage.name, topic: m.topic });
       for (const r of result.rejected) metrics.deadLetters.inc({ worker: stage.name, topic: r.record.topic, code: r.code });
     }
   }

@@ -9,9 +9,7 @@
  * - one master of a private cluster restarted empty: the loss is detected (nothing published from
  *   partial state), `pinrich enrich rebuild` repairs it, the run continues.
  * Every case must end with exactly the clean run's result (fleet.ts `compare`), and no pin's
- * document version may go backwards on pins.enriched. The last two are not run by default yet:
- * they fail against the current enrich worker (see each case; PINRICH_FAULT_ZOMBIE=1 and
- * PINRICH_FAULT_CLUSTER_RESTART=1 run them).
+ * document version may go backwards on pins.enriched (read committed, as every reader must).
  */
 import { spawn } from 'node:child_process';
 import { AssignerProtocol } from 'kafkajs';
@@ -155,12 +153,11 @@ describe('fault suite on a Redis Cluster: enrich scaled out, compared with a cle
     await expectSameAsCleanAndMonotonic('3 enrich instances with rebalances and a SIGKILL', run.config, run.outcome, run.ms);
   });
 
-  // Not run by default yet: against the enrich worker of this commit it FAILS — once resumed, the
-  // zombie publishes the documents it had aggregated before it froze (30 pins end with an early,
-  // stale document: no caption, no engagement; 47 document versions go backwards on
-  // pins.enriched). Its state writes are fenced by the owner epoch, its publishing is not. Run it
-  // with PINRICH_FAULT_ZOMBIE=1; make it the default once enrich fences publishing too.
-  it.skipIf(process.env.PINRICH_FAULT_ZOMBIE !== '1')('a zombie enrich owner (SIGSTOP past the session timeout, then SIGCONT) writes no stale state and publishes no older document', async () => {
+  // Once resumed, the zombie still holds documents it built before it froze. Its state writes
+  // are fenced by the owner epoch (Redis), its publishing by its partitions' transactional ids
+  // (Kafka: the new owner's InitProducerId), its `doc:{pin}` writes by version (set-document).
+  // Without the Kafka fence 30 pins ended with an early, stale document and 47 versions went back.
+  it('a zombie enrich owner (SIGSTOP past the session timeout, then SIGCONT) writes no stale state and publishes no older document', async () => {
     let zombie: WorkerProc | undefined;
     let fleetRef: Fleet | undefined;
     try {
@@ -193,14 +190,11 @@ describe('fault suite on a Redis Cluster: enrich scaled out, compared with a cle
     }
   });
 
-  // Not run by default yet: against the enrich worker of this commit it FAILS at detection. The
-  // lost partitions do hold (nothing new on them for 4 s), but the restarted master lost their
-  // meta hash, and apply-batch.lua checks the owner epoch before the `ready` flag, so the worker
-  // takes the loss for fencing ("enrich partition claimed by another instance; dropping its
-  // buffered records"), never reports `state is missing`, and stays fenced on those partitions.
-  // Run it with PINRICH_FAULT_CLUSTER_RESTART=1; make it the default once enrich tells a lost
-  // partition state from a new owner (and re-claims the partition after the rebuild).
-  it.skipIf(process.env.PINRICH_FAULT_CLUSTER_RESTART !== '1')('one master of the cluster restarted empty: nothing published from partial state, `enrich rebuild`, then the clean result', async () => {
+  // The restarted master lost the meta hash of some partitions: the fenced scripts check the
+  // state (`ready`, an epoch at all) before the epoch's value, so the worker reports `state is
+  // missing` and holds those partitions (the others go on) instead of taking the loss for another
+  // owner's claim; after the rebuild it claims them again with its own epoch and continues.
+  it('one master of the cluster restarted empty: nothing published from partial state, `enrich rebuild`, then the clean result', async () => {
     const cluster = await startPrivateRedisCluster();
     try {
       const env = clusterEnv({}, cluster.urls);

@@ -26,7 +26,7 @@ import type { EngagementEvent } from '../../../schemas/engagement-event.js';
 import type { EnrichedDocument } from '../../../schemas/enriched-document.js';
 import type { Pair } from '../../../schemas/pair.js';
 import type { PinEvent } from '../../../schemas/pin-event.js';
-import type { OutMessage } from '../../adapters/kafka/client.js';
+import type { OutMessage, PartitionedPublisher } from '../../adapters/kafka/client.js';
 import type { Topics } from '../../config.js';
 import { decodeRecord } from '../../core/decode.js';
 import { buildDocument, pairIdOf, type PinFields } from '../../core/document.js';
@@ -71,6 +71,12 @@ export interface EnrichStageDeps {
    * runs while the workers hold, and must not fence them.
    */
   fence?: boolean;
+  /**
+   * Publish each partition's documents and pairs in that partition's own Kafka transaction (the
+   * worker): a zombie's publish then fails at the broker once the partition's new owner claimed
+   * it (see adapters/kafka/client.ts). Without it (the rebuild, stage tests) outputs go out plain.
+   */
+  publisher?: PartitionedPublisher;
 }
 
 /** Thrown while the enrich state is missing: retriable, so the worker holds its offsets. */
@@ -141,6 +147,11 @@ interface Owned {
   held: Pending[];
   /** Another instance claimed it: its records are dropped until the next assignment. */
   fenced: boolean;
+  /**
+   * Its state is missing (lost with a Redis node): nothing is applied or published from it;
+   * its batches are held until the state is rebuilt, then it is claimed again (same epoch).
+   */
+  lost: boolean;
 }
 
 /** Memory cost of a buffered record beyond its bytes (maps, op objects): a rough constant. */
@@ -192,8 +203,16 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     let o = owned.get(partition);
     if (!o) {
       // Without fencing (the rebuild) nothing is claimed: the workers' epochs stay valid.
-      const claim = fence ? store.claimPartition(partition) : Promise.resolve<PartitionClaim>({ epoch: 0, ready: true, offsets: new Map() });
-      const entry: Owned = { partition, claim, covered: new Map(), next: new Map(), pending: emptyPending(), held: [], fenced: false };
+      // The state first, then the Kafka producer: once a zombie's publish is refused at the
+      // broker, its commit-flushes is refused by the epoch too (it never records a document
+      // that was not published).
+      const claim = fence
+        ? store.claimPartition(partition).then(async (c) => {
+            await deps.publisher?.claim(partition);
+            return c;
+          })
+        : Promise.resolve<PartitionClaim>({ epoch: 0, ready: true, offsets: new Map() });
+      const entry: Owned = { partition, claim, covered: new Map(), next: new Map(), pending: emptyPending(), held: [], fenced: false, lost: false };
       entry.claim.then(
         (c) => {
           entry.epoch = c.epoch;
@@ -311,6 +330,52 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     return { outputs: [], rejected, commitOffset: null };
   }
 
+  /**
+   * Another instance claimed this partition: this one is a zombie (its group membership is gone
+   * and kafkajs has not noticed yet). Write and publish nothing more; the records go to the new
+   * owner, which reads them from the last committed offset.
+   */
+  function fenceOff(o: Owned, why: string): void {
+    if (o.fenced) return;
+    o.fenced = true;
+    for (const h of o.held) buffered -= h.bytes;
+    buffered -= o.pending.bytes;
+    pendingBytes -= o.pending.bytes;
+    o.held = [];
+    o.pending = emptyPending();
+    o.next = new Map(o.covered);
+    deps.log.warn(`enrich partition claimed by another instance (${why}); dropping its buffered records`, { partition: o.partition });
+  }
+
+  /** The partition's state is missing: hold everything of it until it is rebuilt. */
+  function markLost(o: Owned): void {
+    if (!o.lost) deps.log.error(`${stateMissingError().message} (partition ${o.partition})`);
+    o.lost = true;
+    stateMissing = true;
+  }
+
+  /**
+   * A lost partition whose state is back (`pinrich enrich rebuild` marked it ready): claim it
+   * again with the same epoch (the rebuild wrote none), and take the offsets the rebuilt state
+   * covers. The held batches are then applied on top: records the rebuild replayed too change
+   * nothing (idempotent by event id, event time and content). True when it is this one's again.
+   */
+  async function resume(o: Owned): Promise<boolean> {
+    const c = await store.claimPartition(o.partition, o.epoch);
+    if (owned.get(o.partition) !== o || !c.ready) return false;
+    if (c.epoch !== o.epoch) {
+      fenceOff(o, 'a higher epoch after the rebuild');
+      return false;
+    }
+    for (const [topic, next] of c.offsets) {
+      if (next > (o.covered.get(topic) ?? -1n)) o.covered.set(topic, next);
+      if (next > (o.next.get(topic) ?? -1n)) o.next.set(topic, next);
+    }
+    o.lost = false;
+    deps.log.info('enrich partition state is back; resuming it', { partition: o.partition });
+    return true;
+  }
+
   /** Apply one partition's batch; true when applied (or nothing to apply). */
   async function applyPending(o: Owned, p: Pending): Promise<'applied' | 'fenced' | 'missing'> {
     if (p.offsets.size === 0) return 'applied';
@@ -376,36 +441,21 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
           o.pending = emptyPending();
         }
         let appliedAny = false;
+        if (o.lost && !(await resume(o))) return;
         while (o.held.length > 0) {
           const p = o.held[0]!;
           const status = await applyPending(o, p);
           if (owned.get(o.partition) !== o) return; // reassigned meanwhile: the entry is gone
-          if (status === 'missing') {
-            stateMissing = true;
-            return;
-          }
+          if (status === 'missing') return markLost(o);
+          if (status === 'fenced') return fenceOff(o, 'state write refused');
           o.held.shift();
           buffered -= p.bytes;
-          appliedAny ||= status === 'applied';
-          if (status === 'fenced') {
-            // Another instance claimed this partition: this one is a zombie (its group membership
-            // is gone and kafkajs has not noticed yet). Write nothing more; the records go to the
-            // new owner, which reads them from the last committed offset.
-            o.fenced = true;
-            for (const h of o.held) buffered -= h.bytes;
-            buffered -= o.pending.bytes;
-            pendingBytes -= o.pending.bytes;
-            o.held = [];
-            o.pending = emptyPending();
-            o.next = new Map(o.covered);
-            deps.log.warn('enrich partition claimed by another instance; dropping its buffered records', { partition: o.partition });
-            return;
-          }
+          appliedAny = true;
         }
-        stateMissing = false;
         if (appliedAny) for (const [topic, next] of o.covered) committed.push({ topic, partition: o.partition, offset: next.toString() });
       }),
     );
+    stateMissing = [...owned.values()].some((o) => o.lost);
     catchingUp = wasFull || (catchingUp && buffered >= bufferBytes / 2);
     signalFlushed();
     return committed;
@@ -467,11 +517,18 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     const partitions = new Set<number>();
     for (const [topic, parts] of assigned) if (topic === topics.pinEvents || topic === topics.engagement || topic === topics.captions) parts.forEach((p) => partitions.add(p));
     const epochs = new Map<number, number>();
+    /** A read or commit the state refused for a partition: it moved away, or its state is missing. */
+    const refused = (partition: number, status: 'fenced' | 'missing') => {
+      const o = owned.get(partition);
+      if (!o) return;
+      if (status === 'fenced') fenceOff(o, 'state read refused');
+      else markLost(o);
+    };
     if (fence) {
       for (const p of [...partitions]) {
         const o = owned.get(p);
-        // Publish only from partitions this instance has claimed and still owns.
-        if (o?.epoch === undefined || o.fenced) partitions.delete(p);
+        // Publish only from partitions this instance has claimed and still owns, with state.
+        if (o?.epoch === undefined || o.fenced || o.lost) partitions.delete(p);
         else epochs.set(p, o.epoch);
       }
     }
@@ -488,12 +545,14 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     ordered.forEach((partition, i) => {
       for (const pinId of dueBy[i]!) if (due.length < maxFlush) due.push({ partition, pinId });
     });
-    const pins = await store.readPins(due, deps.topK, fence ? epochs : undefined);
+    const pins = await store.readPins(due, deps.topK, fence ? epochs : undefined, refused);
     // The language detector is loaded on first need only (see core/language.ts).
     if (pins.some((p) => p && !p.deleted && p.pin && needsDetection(p.pin.language))) await loadLanguageDetector();
     pins.forEach((p, i) => {
       if (!p) return; // fenced: not this instance's to publish
       const plan = planFlush(p, nowIso);
+      const partition = due[i]!.partition;
+      if (deps.publisher) for (const m of plan.outputs) m.ownerPartition = partition;
       outputs.push(...plan.outputs);
       commits.push({ partition: due[i]!.partition, pin: p, published: plan.published, queries: plan.queries });
     });
@@ -501,8 +560,15 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     return {
       outputs,
       rejected: [],
-      commit: async () => {
-        await store.commitFlushes(commits, fence ? epochs : undefined);
+      commit: async (fenced) => {
+        // A partition whose transaction was refused: another instance owns it now (its epoch
+        // fences the state too, but only once it has claimed it: record nothing from here).
+        for (const p of fenced ?? []) {
+          const o = owned.get(p);
+          if (o) fenceOff(o, 'publish refused by the broker');
+        }
+        const kept = fenced?.size ? commits.filter((c) => !fenced.has(c.partition)) : commits;
+        await store.commitFlushes(kept, fence ? epochs : undefined, refused);
       },
       commitOffsets,
     };
@@ -525,15 +591,21 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
         if (toCommit.get(key)?.offset === c.offset) toCommit.delete(key);
       }
     },
-    onAssignment() {
+    onAssignment(assigned) {
       // A rejoin: Kafka redelivers every assigned partition from its committed offset, so
       // whatever is buffered is dropped and every partition is claimed again on its next batch.
+      const kept = new Set<number>();
+      for (const [topic, parts] of assigned) if (topic === topics.pinEvents || topic === topics.engagement || topic === topics.captions) parts.forEach((p) => kept.add(p));
+      for (const p of owned.keys()) if (!kept.has(p)) void deps.publisher?.release(p);
       owned = new Map();
       toCommit.clear();
       buffered = 0;
       pendingBytes = 0;
       signalFlushed();
     },
-    async close() {},
+    ...(deps.publisher ? { partitionedPublisher: deps.publisher } : {}),
+    async close() {
+      await deps.publisher?.close();
+    },
   };
 }
