@@ -80,8 +80,28 @@ export function buildDocument(pinId: string, state: PinState, k: number): Docume
     engagement_count: state.engagementCount,
   };
   const pin_text = assemblePinText(body);
-  const content_hash = createHash('sha256').update(JSON.stringify({ ...body, pin_text })).digest('hex');
-  return { ...body, pin_text, content_hash };
+  const hashed = JSON.stringify({ ...body, pin_text });
+  const content_hash = createHash('sha256').update(hashed).digest('hex');
+  const content: DocumentContent = { ...body, pin_text, content_hash };
+  hashedJson.set(content, hashed);
+  return content;
+}
+
+/**
+ * The JSON that `buildDocument` hashed, per content it returned: {@link documentJson} extends it
+ * instead of serialising the whole document a second time (the largest cost of a document).
+ */
+const hashedJson = new WeakMap<DocumentContent, string>();
+
+/**
+ * `JSON.stringify({ ...content, version, updated_at })`, the published document, byte for byte.
+ * For content from `buildDocument` it appends the last three fields to the JSON it already
+ * made for the hash (the same keys in the same order, so the same bytes).
+ */
+export function documentJson(content: DocumentContent, version: number, updatedAt: string): string {
+  const hashed = hashedJson.get(content);
+  if (hashed === undefined) return JSON.stringify({ ...content, version, updated_at: updatedAt });
+  return `${hashed.slice(0, -1)},"content_hash":${JSON.stringify(content.content_hash)},"version":${JSON.stringify(version)},"updated_at":${JSON.stringify(updatedAt)}}`;
 }
 
 /** Deterministic pair id: the same pin and normalised query always give the same pair. */

@@ -51,8 +51,16 @@ const WHITESPACE = /[\s\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+
 // ZWNJ/ZWJ (U+200C/U+200D) are kept: Persian, Indic scripts and emoji sequences need them.
 const CONTROL_OR_FORMAT = /(?![\u200c\u200d])[\p{Cc}\p{Cf}\p{Co}\p{Cn}]/gu;
 
+/**
+ * Printable ASCII words separated by single spaces, nothing around them: what most pin text,
+ * board titles and queries are, and already clean (NFKC, control/format removal, whitespace
+ * collapsing and trimming change none of it). Tested first, so those skip the Unicode passes.
+ */
+const PLAIN_ASCII = /^(?:[!-~]+(?: [!-~]+)*)?$/;
+
 /** Also well-formed (lone surrogates become U+FFFD first, as in every decoded input). */
 export function cleanText(input: string): string {
+  if (PLAIN_ASCII.test(input)) return input;
   return wellFormed(input).normalize('NFKC').replace(WHITESPACE, ' ').replace(CONTROL_OR_FORMAT, '').replace(/ {2,}/g, ' ').trim();
 }
 
@@ -62,5 +70,6 @@ export function cleanText(input: string): string {
  * denormalise a few characters.
  */
 export function foldText(input: string): string {
+  if (PLAIN_ASCII.test(input)) return input.toLowerCase(); // ASCII lower-cases to ASCII: nothing else applies
   return cleanText(input).toLowerCase().replace(/ß/g, 'ss').replace(/ς/g, 'σ').normalize('NFKC');
 }
