@@ -89,9 +89,9 @@ export const TEACHER_COMPLETION_PROMPT_VERSION = `${TEACHER_PROMPT_VERSION}-comp
  * message. Same pin-first order, so a pin's queries still share their prefix.
  */
 export function buildTeacherCompletionPrompt(doc: PromptDocument, query: string, limits: PromptLimits = DEFAULT_PROMPT_LIMITS): TeacherPrompt {
-  const chat = buildTeacherPrompt(doc, query, limits);
-  const text = `${chat.messages[0].content}\n\n${chat.messages[1].content}`;
-  return { version: TEACHER_COMPLETION_PROMPT_VERSION, messages: chat.messages, text, hash: createHash('sha256').update(text).digest('hex') };
+  const messages = teacherMessages(doc, query, limits);
+  const text = `${messages[0].content}\n\n${messages[1].content}`;
+  return { version: TEACHER_COMPLETION_PROMPT_VERSION, messages, text, hash: createHash('sha256').update(text).digest('hex') };
 }
 
 const RUBRIC = [
@@ -110,6 +110,34 @@ const RUBRIC = [
 
 /** Build the prompt for one (document, query) pair. */
 export function buildTeacherPrompt(doc: PromptDocument, query: string, limits: PromptLimits = DEFAULT_PROMPT_LIMITS): TeacherPrompt {
+  const messages = teacherMessages(doc, query, limits);
+  return { version: TEACHER_PROMPT_VERSION, messages, hash: promptHash(messages) };
+}
+
+/**
+ * The pin block of the documents prompted for, by document object: the score stage builds every
+ * query of a pin from the same parsed document, and neutralising its fields is most of a
+ * prompt's cost. Keyed weakly, so a document no longer in use takes its block with it; the
+ * fields read are kept and compared, so a document object changed in place is rendered afresh.
+ */
+const pinBlocks = new WeakMap<PromptDocument, { limits: PromptLimits; fields: unknown[]; block: string }>();
+
+const blockFields = (doc: PromptDocument): unknown[] => [doc.title, doc.description, doc.caption, doc.board_titles, doc.engaged_queries, doc.link_title, doc.link_description];
+
+function teacherMessages(doc: PromptDocument, query: string, limits: PromptLimits): [ChatMessage, ChatMessage] {
+  let memo = pinBlocks.get(doc);
+  const fields = blockFields(doc);
+  if (!memo || memo.limits !== limits || memo.fields.some((f, i) => f !== fields[i])) pinBlocks.set(doc, (memo = { limits, fields, block: pinBlock(doc, limits) }));
+  // The pin block comes first and the query last, so every query of a pin shares the prefix.
+  const user = `${memo.block}\n\n${QUERY_MARKER}\n${neutralise(query, limits.query)}\n\nRelevance (1-5):`;
+  return [
+    { role: 'system', content: RUBRIC },
+    { role: 'user', content: user },
+  ];
+}
+
+/** The pin's text fields between the PIN markers, each neutralised and cut to its limit. */
+function pinBlock(doc: PromptDocument, limits: PromptLimits): string {
   const lines: string[] = [];
   const add = (label: string, value: string) => {
     if (value) lines.push(`${label}: ${value}`);
@@ -127,14 +155,7 @@ export function buildTeacherPrompt(doc: PromptDocument, query: string, limits: P
   add('Searches', list(doc.engaged_queries, limits.engagedQuery, limits.engagedQueries));
   add('Link title', neutralise(doc.link_title, limits.linkTitle));
   add('Link description', neutralise(doc.link_description, limits.linkDescription));
-
-  // The pin block comes first and the query last, so every query of a pin shares the prefix.
-  const user = [PIN_OPEN, ...lines, PIN_CLOSE, '', QUERY_MARKER, neutralise(query, limits.query), '', 'Relevance (1-5):'].join('\n');
-  const messages: [ChatMessage, ChatMessage] = [
-    { role: 'system', content: RUBRIC },
-    { role: 'user', content: user },
-  ];
-  return { version: TEACHER_PROMPT_VERSION, messages, hash: promptHash(messages) };
+  return [PIN_OPEN, ...lines, PIN_CLOSE].join('\n');
 }
 
 /** sha256 of the messages as sent (role and content of each, in order). */
