@@ -46,7 +46,7 @@ export function ticks(lo: number, hi: number, count = 5): number[] {
 export function lineChartSvg(chart: Chart): string {
   const width = chart.width ?? 960;
   const panelHeight = chart.panelHeight ?? 300;
-  const margin = { left: 80, right: 200, top: 64, gap: 64, bottom: 50 };
+  const margin = { left: 80, right: 240, top: 64, gap: 64, bottom: 50 };
   const plotW = width - margin.left - margin.right;
   const height = margin.top + chart.panels.length * (panelHeight + margin.gap) - margin.gap + margin.bottom;
   const xs = chart.panels.flatMap((p) => p.series.flatMap((s) => s.points.map(([x]) => x)));

@@ -245,33 +245,35 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
         opts.log(`soak: ${round(sample.t / 60, 1)} min  rss ${WORKER_NAMES.map((w) => `${w} ${sample.rssMB[w]}`).join(', ')} MB  lag ${WORKER_NAMES.map((w) => `${w} ${sample.lag[w]}`).join(', ')}`);
       }
     }
+    // Written before the workers stop, so a worker that hangs on its way out loses no figures.
+    const workers = verdicts(samples, warmupMinutes * 60);
+    const report: SoakReport = {
+      startedAt,
+      minutes: opts.minutes,
+      sampleSeconds,
+      warmupMinutes,
+      rates,
+      produced: load.produced(),
+      machine: machine(),
+      heap: `shipped settings (bin/heap.js) unless overridden: ${JSON.stringify({ PINRICH_HEAP_MB: process.env.PINRICH_HEAP_MB ?? null, NODE_OPTIONS: process.env.NODE_OPTIONS ?? null })}`,
+      workers,
+      flat: WORKER_NAMES.every((w) => workers[w].rssFlat && workers[w].lagFlat),
+      samples,
+      files: { json: join(outDir, 'soak.json'), md: join(outDir, 'soak.md'), svg: join(outDir, 'soak.svg') },
+    };
+    mkdirSync(outDir, { recursive: true });
+    writeFileSync(report.files.json, JSON.stringify(report, null, 2) + '\n');
+    writeFileSync(report.files.md, soakMarkdown(report));
+    writeFileSync(report.files.svg, soakSvg(report));
+    opts.log(`soak: ${report.flat ? 'flat' : 'NOT flat'}; wrote ${report.files.json}, soak.md, soak.svg`);
+    return report;
   } finally {
     await load?.stop();
-    for (const w of [...WORKER_NAMES].reverse()) await children[w]?.stop().catch(() => undefined);
+    const stopping = [...WORKER_NAMES].reverse().map((w) => children[w]?.stop().catch(() => undefined));
+    await Promise.race([Promise.all(stopping), new Promise((r) => setTimeout(r, 90_000).unref())]);
     await probe.close();
     await server.stop();
   }
-  const workers = verdicts(samples, warmupMinutes * 60);
-  const report: SoakReport = {
-    startedAt,
-    minutes: opts.minutes,
-    sampleSeconds,
-    warmupMinutes,
-    rates,
-    produced: load?.produced() ?? { pins: 0, engagement: 0, pairs: 0 },
-    machine: machine(),
-    heap: 'shipped settings (bin/heap.js); PINRICH_HEAP_MB / NODE_OPTIONS as set: ' + JSON.stringify({ PINRICH_HEAP_MB: process.env.PINRICH_HEAP_MB ?? null, NODE_OPTIONS: process.env.NODE_OPTIONS ?? null }),
-    workers,
-    flat: WORKER_NAMES.every((w) => workers[w].rssFlat && workers[w].lagFlat),
-    samples,
-    files: { json: join(outDir, 'soak.json'), md: join(outDir, 'soak.md'), svg: join(outDir, 'soak.svg') },
-  };
-  mkdirSync(outDir, { recursive: true });
-  writeFileSync(report.files.json, JSON.stringify(report, null, 2) + '\n');
-  writeFileSync(report.files.md, soakMarkdown(report));
-  writeFileSync(report.files.svg, soakSvg(report));
-  opts.log(`soak: ${report.flat ? 'flat' : 'NOT flat'}; wrote ${report.files.json}, soak.md, soak.svg`);
-  return report;
 }
 
 export function soakSvg(r: SoakReport): string {
@@ -281,8 +283,8 @@ export function soakSvg(r: SoakReport): string {
     title: `pinrich soak: ${r.minutes} min, ${r.rates.pins} pins/s, ${r.rates.engagement} engagement/s, ${r.rates.pairs} pairs/s (${r.startedAt})`,
     xLabel: 'minutes',
     panels: [
-      { title: 'RSS per worker', yLabel: 'RSS (MB)', shade, series: WORKER_NAMES.map((w) => ({ name: `${w} (${r.workers[w].rssSlopeMBPerHour} MB/h)`, points: r.samples.map((s) => [min(s), s.rssMB[w]]) })) },
-      { title: 'Consumer lag per group', yLabel: 'lag (records)', shade, series: WORKER_NAMES.map((w) => ({ name: `${w} (${r.workers[w].lagSlopePerMin}/min)`, points: r.samples.map((s) => [min(s), s.lag[w]]) })) },
+      { title: 'RSS per worker (slope after the warm-up)', yLabel: 'RSS (MB)', shade, series: WORKER_NAMES.map((w) => ({ name: `${w}: ${r.workers[w].rssSlopeMBPerHour} MB/h${r.workers[w].rssFlat ? ', flat' : ', NOT flat'}`, points: r.samples.map((s) => [min(s), s.rssMB[w]]) })) },
+      { title: 'Consumer lag per group (slope after the warm-up)', yLabel: 'lag (records)', shade, series: WORKER_NAMES.map((w) => ({ name: `${w}: ${r.workers[w].lagSlopePerMin}/min${r.workers[w].lagFlat ? ', flat' : ', NOT flat'}`, points: r.samples.map((s) => [min(s), s.lag[w]]) })) },
     ],
   });
 }
