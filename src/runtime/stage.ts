@@ -62,6 +62,12 @@ export interface StageResult {
    * back through {@link Stage.committed}.
    */
   commitOffsets?: Array<{ topic: string; partition: number; offset: string }>;
+  /**
+   * Only read on results of `tick`: the tick stopped at its budget with more work already due
+   * (the enrich stage's due pins). The worker runs the next tick at once instead of after the
+   * tick period, so a backlog drains at the rate ticks run, not one budget per period.
+   */
+  moreDue?: boolean;
 }
 
 export interface StageContext {

@@ -281,13 +281,16 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
   if (stage.tick) {
     const tick = stage.tick.bind(stage);
     const ctx: StageContext = { signal: abort.signal, heartbeat: async () => {} };
+    let moreDue = false;
     const loop = () => {
       tickTimer = setTimeout(() => {
         ticking = (async () => {
+          moreDue = false;
           try {
             const result = await tick(assigned, ctx);
             await deliver(result);
             stats.ticks++;
+            moreDue = result.moreDue === true;
           } catch (err) {
             if (!abort.signal.aborted) log.warn(`${stage.name} tick failed; will retry`, { error: describeError(err) });
           }
@@ -295,7 +298,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
           ticking = undefined;
           if (!abort.signal.aborted && !ticksStopped) loop();
         });
-      }, opts.tickMs ?? 250);
+      }, moreDue ? 0 : (opts.tickMs ?? 250)); // work left due: the next tick now (StageResult.moreDue)
     };
     loop();
   }
