@@ -3,8 +3,13 @@
  * The finaliser matters: plain FNV-1a's low bits depend only on the inputs' low bits, so
  * `hash % smallN` would pick the same words for many different URLs.
  */
-export function fnv1a(text: string): number {
+export function fnv1a(text: string, prefix = ''): number {
   let h = 0x811c9dc5;
+  // fnv1a(text, prefix) === fnv1a(prefix + text), without building (and flattening) the concatenation.
+  for (let i = 0; i < prefix.length; i++) {
+    h ^= prefix.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
   for (let i = 0; i < text.length; i++) {
     h ^= text.charCodeAt(i);
     h = Math.imul(h, 0x01000193);

@@ -29,10 +29,10 @@ export interface PrefixCache {
  * (O(prompt length), however many prompts are remembered) and counts the leading blocks present;
  * each key is reference-counted by the remembered prompts holding it, and a prompt that falls out
  * of the window releases its keys. The answer equals the longest common prefix with any of the
- * last `capacity` prompts, in whole blocks (up to a 64-bit hash collision).
+ * last `capacity` prompts, in whole blocks (up to a 53-bit hash collision).
  */
 export function createPrefixCache(capacity: number): PrefixCache {
-  const byModel = new Map<string, { blocks: Map<string, number>; recent: string[][] }>();
+  const byModel = new Map<string, { blocks: Map<number, number>; recent: number[][] }>();
   return {
     lookupAndRemember(model, prompt) {
       let m = byModel.get(model);
@@ -54,10 +54,14 @@ export function createPrefixCache(capacity: number): PrefixCache {
   };
 }
 
-/** Chained 2x32-bit FNV-1a keys of the prompt's whole blocks (a partial last block is never cached). */
-function blockKeys(prompt: string): string[] {
+/**
+ * Chained 2x32-bit FNV-1a keys of the prompt's whole blocks (a partial last block is never
+ * cached), folded into one 53-bit number each: numbers, not strings, as Map keys cost no
+ * allocation per block.
+ */
+function blockKeys(prompt: string): number[] {
   const full = Math.floor(prompt.length / BLOCK_CHARS);
-  const keys: string[] = new Array<string>(full);
+  const keys: number[] = new Array<number>(full);
   let a = 0x811c9dc5;
   let b = 0x01000193;
   for (let blk = 0; blk < full; blk++) {
@@ -67,7 +71,7 @@ function blockKeys(prompt: string): string[] {
       a = Math.imul(a ^ c, 0x01000193);
       b = Math.imul(b ^ c, 0x5bd1e995) ^ (b >>> 15);
     }
-    keys[blk] = `${(a >>> 0).toString(36)}.${(b >>> 0).toString(36)}`;
+    keys[blk] = (a >>> 0) * 0x200000 + ((b >>> 0) & 0x1fffff);
   }
   return keys;
 }

@@ -51,12 +51,29 @@ export function parseTeacherPrompt(prompt: string): { query: string; pinText: st
   return { query, pinText: prompt.slice(open + PIN_OPEN.length, close) };
 }
 
+/**
+ * The words of the pin texts judged last: a pin's queries come one after another with the same
+ * pin text, and splitting it into words is most of an answer's cost. Bounded; oldest out first.
+ */
+const pinWords = new Map<string, { pin: string[]; pinSet: Set<string> }>();
+const PIN_WORDS_KEPT = 512;
+
+function wordsOfPin(pinText: string): { pin: string[]; pinSet: Set<string> } {
+  let w = pinWords.get(pinText);
+  if (!w) {
+    const pin = words(pinText);
+    w = { pin, pinSet: new Set(pin) };
+    pinWords.set(pinText, w);
+    if (pinWords.size > PIN_WORDS_KEPT) pinWords.delete(pinWords.keys().next().value!);
+  }
+  return w;
+}
+
 /** Relevance level 1..5 from word overlap; light stemming so "cakes" matches "cake". */
 export function overlapLevel(query: string, pinText: string): 1 | 2 | 3 | 4 | 5 {
   const q = [...new Set(words(query))];
   if (q.length === 0) return 1;
-  const pin = words(pinText);
-  const pinSet = new Set(pin);
+  const { pin, pinSet } = wordsOfPin(pinText);
   const hit = (w: string): boolean =>
     pinSet.has(w) || (w.length >= 4 && pin.some((p) => p.length >= 4 && (p.startsWith(w) || w.startsWith(p))));
   const frac = q.filter(hit).length / q.length;
@@ -124,7 +141,7 @@ type Style = 'digit' | 'sentence' | 'bold' | 'space';
  */
 export function teacherGeneration(prompt: string, opts: { constrained: boolean; maxTokens: number }): TeacherGeneration {
   const a = teacherAnswer(prompt);
-  const h = fnv1a(`style:${prompt}`);
+  const h = fnv1a(prompt, 'style:');
   const digits = a.candidates.filter((c) => /^ ?[1-5]$/.test(c.token));
   const digit = String(a.level);
   const style: Style = opts.constrained ? 'digit' : (['digit', 'sentence', 'bold', 'space'] as const)[h % 4]!;
