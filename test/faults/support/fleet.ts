@@ -6,6 +6,7 @@
  * that can cut the S3 endpoint.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { DEFAULT_HEAP_MB } from '../../../bin/heap.js';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, Socket, type Server } from 'node:net';
@@ -69,7 +70,9 @@ export interface WorkerProc {
 }
 
 export function startWorkerProc(name: WorkerName, env: Record<string, string>): WorkerProc {
-  const child = spawn(process.execPath, ['bin/pinrich.js', 'run', name], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  // The heap flag given here, so bin/pinrich.js runs the worker in this very process instead of
+  // relaunching node: SIGSTOP/SIGCONT (the zombie case) must reach the worker, not a launcher.
+  const child = spawn(process.execPath, [`--max-old-space-size=${DEFAULT_HEAP_MB}`, 'bin/pinrich.js', 'run', name], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr += d.toString('utf8');
