@@ -107,7 +107,14 @@ async function scoreRun(opts: BenchOptions, latencyMs: number, pairs: number, ov
     const child = await startWorkerChild('score', env, { profile: opts.profile, profileName: `score-${latencyMs}ms` });
     const cpuAtStart = { worker: cpuSeconds(child.pid), server: cpuSeconds(server.pid) };
     opts.log(`score (${latencyMs} ms): worker ${child.pid} joined; timing ${pairs.toLocaleString('en')} pairs`);
-    const doneAt = await waitUntil('score to catch up', async () => (await probe.lag(`${config.groupPrefix}.score`, [t.pairs])) === 0, 900_000, 50);
+    // BENCH_SCORE_TIMELINE=1: records handled and model calls made, every 250 ms (where the time goes).
+    const timeline = process.env.BENCH_SCORE_TIMELINE
+      ? setInterval(() => {
+          const p = child.last();
+          if (p) opts.log(`  +${Date.now() - child.readyAt} ms: records ${p.records}, model calls ${String((p.stats as { modelCalls?: number } | undefined)?.modelCalls)}`);
+        }, 250)
+      : undefined;
+    const doneAt = await waitUntil('score to catch up', async () => (await probe.lag(`${config.groupPrefix}.score`, [t.pairs])) === 0, 900_000, 50).finally(() => clearInterval(timeline));
     const cpu = { worker: cpuSeconds(child.pid) - cpuAtStart.worker, server: cpuSeconds(server.pid) - cpuAtStart.server };
     const stopped = await child.stop();
     const seconds = (doneAt - child.readyAt) / 1000;

@@ -75,6 +75,8 @@ export interface ScoreStats {
   answerRetries: number;
   /** Extra reads of documents that were not there yet. */
   docRetries: number;
+  /** Label cache reads repeated right before a model call (the pin's lookup was older than RECHECK_AFTER_MS). */
+  cacheRechecks: number;
   hardOnly: number;
   promptTokens: number;
   cachedPromptTokens: number;
@@ -120,6 +122,7 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
     modelCalls: 0,
     answerRetries: 0,
     docRetries: 0,
+    cacheRechecks: 0,
     hardOnly: 0,
     promptTokens: 0,
     cachedPromptTokens: 0,
@@ -221,7 +224,12 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
     return { ok: false, code: 'model_answer_unparseable', reason: `${lastReason} (after ${answerAttempts} tries)`.slice(0, 1_000) };
   }
 
-  /** Every pair of one pin: document, prompts, cache, then the misses one after another. */
+  /**
+   * Every pair of one pin: document, prompts, then — once the pin has an in-flight slot — the
+   * cache, then the misses one after another. The cache is read in the slot, not before: a pin
+   * can queue for a slot longer than RECHECK_AFTER_MS, and a lookup made before the wait would
+   * have to be repeated (one more Redis round trip per pair) right before the first call.
+   */
   async function scorePin(jobs: PairJob[], signal: AbortSignal, done: Map<string, CachedLabel>): Promise<void> {
     const pinId = jobs[0]!.pair.pin_id;
     const loaded = await loadDocument(pinId, signal);
@@ -231,9 +239,9 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
     }
     const doc = loaded.doc;
     const prompts = jobs.map((job) => buildPrompt(doc, job.pair.query, limits));
-    const hits = await cache.getMany(prompts.map(cacheKey));
-    const lookedUpAt = performance.now();
     await limit(async () => {
+      const hits = await cache.getMany(prompts.map(cacheKey));
+      const lookedUpAt = performance.now();
       // Cache writes of this pin's labels run behind its next calls; all are awaited before the pin is done.
       const puts: Array<Promise<void>> = [];
       try {
@@ -278,6 +286,7 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
     }
     // The pin's lookup is still fresh unless it waited for an in-flight slot (or earlier pairs).
     if (performance.now() - lookedUpAt > RECHECK_AFTER_MS) {
+      stats.cacheRechecks++;
       const [fresh] = await cache.getMany([key]);
       if (fresh) return { ok: true, entry: fresh, cached: true };
     }
