@@ -23,13 +23,12 @@
  */
 import type { Caption } from '../../../schemas/caption.js';
 import type { EngagementEvent } from '../../../schemas/engagement-event.js';
-import type { EnrichedDocument } from '../../../schemas/enriched-document.js';
 import type { Pair } from '../../../schemas/pair.js';
 import type { PinEvent } from '../../../schemas/pin-event.js';
 import type { OutMessage, PartitionedPublisher } from '../../adapters/kafka/client.js';
 import type { Topics } from '../../config.js';
 import { decodeRecord } from '../../core/decode.js';
-import { buildDocument, pairIdOf, type PinFields } from '../../core/document.js';
+import { buildDocument, documentJson, pairIdOf, type PinFields } from '../../core/document.js';
 import { loadLanguageDetector, needsDetection } from '../../core/language.js';
 import { cleanText, foldText } from '../../core/text.js';
 import { imageKeyOf } from '../../core/image-key.js';
@@ -158,6 +157,13 @@ interface Owned {
 
 /** Memory cost of a buffered record beyond its bytes (maps, op objects): a rough constant. */
 const RECORD_OVERHEAD_BYTES = 160;
+/**
+ * Records wait in the buffer at most this long before `handle` starts a state flush, whatever
+ * the tick is doing: a record's document can only be built once it is in the state, so the wait
+ * adds to freshness. Short against the coalescing window; long enough that a flush carries
+ * thousands of records at steady rates (one script run per partition each time).
+ */
+const STATE_FLUSH_AGE_MS = 50;
 
 export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): EnrichStats; flushState(): Promise<void> } {
   const { store, topics, clock } = deps;
@@ -185,6 +191,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
   const toCommit = new Map<string, { topic: string; partition: number; offset: string }>();
   let buffered = 0; // bytes of every partition's pending + held batches
   let pendingBytes = 0; // bytes of the pending batches alone (not yet handed to a flush)
+  let pendingSince: number | undefined; // when the oldest pending record was buffered
   let stateMissing = false;
   let catchingUp = false;
   /** Resolved after each state flush: what a `handle` waiting on the budget waits for. */
@@ -321,9 +328,10 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     p.bytes += bytes;
     buffered += bytes;
     pendingBytes += bytes;
-    // Half the budget buffered: write it now rather than on the next tick (a backlog), while
-    // handle() goes on filling the other half.
-    if (pendingBytes >= bufferBytes / 2) void flushStateInBackground();
+    if (bytes > 0) pendingSince ??= clock.now();
+    // Half the budget buffered (a backlog), or records waiting long enough to delay their
+    // documents: write them now rather than on the next tick, while handle() goes on filling.
+    if (pendingBytes >= bufferBytes / 2 || (pendingSince !== undefined && clock.now() - pendingSince >= STATE_FLUSH_AGE_MS)) void flushStateInBackground();
     // Backpressure: hold this batch (and so this partition's fetching) until a flush made room.
     // While the state is missing nothing drains: fail (retriable), the worker holds the batch.
     const waitUntil = clock.now() + 30_000;
@@ -454,6 +462,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
   async function flushStateNow(): Promise<Array<{ topic: string; partition: number; offset: string }>> {
     const parts = [...owned.values()].filter((o) => o.epoch !== undefined && !o.fenced);
     const wasFull = buffered >= bufferBytes / 2;
+    pendingSince = undefined; // every pending buffer is taken below
     const committed: Array<{ topic: string; partition: number; offset: string }> = [];
     await Promise.all(
       parts.map(async (o) => {
@@ -502,10 +511,10 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     let published: Published | null = null;
     if (content.content_hash === p.hash) stats.unchanged++;
     else {
-      const doc: EnrichedDocument = { ...content, version: p.version + 1, updated_at: nowIso };
-      const json = JSON.stringify(doc);
+      const version = p.version + 1;
+      const json = documentJson(content, version, nowIso); // = JSON.stringify of the EnrichedDocument
       outputs.push({ topic: topics.enriched, key: p.pinId, value: json });
-      published = { hash: content.content_hash, version: doc.version, doc: json };
+      published = { hash: content.content_hash, version, doc: json };
       stats.documents++;
     }
     for (const query of deps.minePairs ? p.newQueries : []) {
@@ -547,9 +556,17 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
   }
   async function tick(assigned: ReadonlyMap<string, readonly number[]>): Promise<StageResult> {
     await probeOwned();
-    for (const c of await flushState()) toCommit.set(`${c.topic}\n${c.partition}`, c);
-    const commitOffsets = [...toCommit.values()];
+    // The state flush runs while the pins already due are read: the read needs nothing of it
+    // (a pin it changes meanwhile keeps its dirty mark: commit-flushes compares `gen`), and
+    // Redis works on one while the worker builds the other's arguments or documents.
+    const stateFlushed = flushState();
+    stateFlushed.catch(() => undefined); // awaited below; failing there fails the tick
+    const offsetsFlushed = async () => {
+      for (const c of await stateFlushed) toCommit.set(`${c.topic}\n${c.partition}`, c);
+      return [...toCommit.values()];
+    };
     if (deps.requireState && (stateMissing || !(await store.stateReady()))) {
+      const commitOffsets = await offsetsFlushed();
       // Flush nothing; say so every 10 s (handle() fails loudly too, when input arrives).
       if (clock.now() - lastMissingWarn >= 10_000) {
         lastMissingWarn = clock.now();
@@ -585,10 +602,15 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     // Due pins of every partition at once (the same pins as asking partition by partition with
     // what is left of the budget: partitions in order, oldest first), then one read of them all.
     const ordered = [...partitions].sort((a, b) => a - b);
-    const dueBy = await Promise.all(ordered.map((partition) => store.duePins(partition, now - windowMs, maxFlush)));
+    // One more than the budget per partition: tells whether due pins are left for the next tick.
+    const dueBy = await Promise.all(ordered.map((partition) => store.duePins(partition, now - windowMs, maxFlush + 1)));
     const due: Array<{ partition: number; pinId: string }> = [];
+    let moreDue = false;
     ordered.forEach((partition, i) => {
-      for (const pinId of dueBy[i]!) if (due.length < maxFlush) due.push({ partition, pinId });
+      for (const pinId of dueBy[i]!) {
+        if (due.length < maxFlush) due.push({ partition, pinId });
+        else moreDue = true;
+      }
     });
     const pins = await store.readPins(due, deps.topK, fence ? epochs : undefined, refused);
     // The language detector is loaded on first need only (see core/language.ts).
@@ -601,10 +623,12 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       outputs.push(...plan.outputs);
       commits.push({ partition: due[i]!.partition, pin: p, published: plan.published, queries: plan.queries });
     });
-    if (outputs.length && deps.requireState && !(await store.stateReady())) return { outputs: [], rejected: [], commitOffsets }; // the pins read above came from complete state
+    const commitOffsets = await offsetsFlushed();
+    if (outputs.length && deps.requireState && (stateMissing || !(await store.stateReady()))) return { outputs: [], rejected: [], commitOffsets }; // the pins read above came from complete state
     return {
       outputs,
       rejected: [],
+      moreDue,
       commit: async (fenced) => {
         // A partition whose transaction was refused: another instance owns it now (its epoch
         // fences the state too, but only once it has claimed it: record nothing from here).
@@ -648,6 +672,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       toCommit.clear();
       buffered = 0;
       pendingBytes = 0;
+      pendingSince = undefined;
       signalFlushed();
     },
     ...(deps.publisher ? { partitionedPublisher: deps.publisher } : {}),
