@@ -59,12 +59,53 @@ class BufferedResponse {
   }
 }
 
-/** The response headers as a Headers object; multi-valued ones joined as fetch joins them. */
+/**
+ * The response headers, read the way the SDK and pinrich read a Headers object (get, has,
+ * entries, forEach, iteration; names lower-cased, repeated ones joined with ", " as fetch joins
+ * them) without undici's per-header validation: node:http has already parsed them.
+ */
+class ResponseHeaders {
+  private readonly map = new Map<string, string>();
+  constructor(raw: readonly string[]) {
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!.toLowerCase();
+      const prev = this.map.get(name);
+      this.map.set(name, prev === undefined ? raw[i + 1]! : `${prev}, ${raw[i + 1]!}`);
+    }
+  }
+  get(name: string): string | null {
+    return this.map.get(name.toLowerCase()) ?? null;
+  }
+  has(name: string): boolean {
+    return this.map.has(name.toLowerCase());
+  }
+  getSetCookie(): string[] {
+    const v = this.map.get('set-cookie');
+    return v === undefined ? [] : [v];
+  }
+  forEach(fn: (value: string, name: string, headers: this) => void): void {
+    for (const [k, v] of this.sorted()) fn(v, k, this);
+  }
+  entries(): IterableIterator<[string, string]> {
+    return this.sorted()[Symbol.iterator]();
+  }
+  keys(): IterableIterator<string> {
+    return this.sorted().map(([k]) => k)[Symbol.iterator]();
+  }
+  values(): IterableIterator<string> {
+    return this.sorted().map(([, v]) => v)[Symbol.iterator]();
+  }
+  [Symbol.iterator](): IterableIterator<[string, string]> {
+    return this.entries();
+  }
+  /** Headers iterate in name order. */
+  private sorted(): Array<[string, string]> {
+    return [...this.map].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  }
+}
+
 function headersOf(res: IncomingMessage): Headers {
-  const h = new Headers();
-  const raw = res.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) h.append(raw[i]!, raw[i + 1]!);
-  return h;
+  return new ResponseHeaders(res.rawHeaders) as unknown as Headers;
 }
 
 /** The request headers as a plain object, from whatever HeadersInit the caller passed. */
