@@ -24,8 +24,14 @@ const ID = /^[A-Za-z0-9_.:-]+$/;
 const LANGUAGE_TAG = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$/;
 const LABEL_SOURCES: ReadonlySet<unknown> = new Set(['logprobs', 'constrained', 'answer_text', 'top_logprobs', 'hard_only', 'classifier']);
 
+/**
+ * A decoded label; `raw` is set when the record's bytes are exactly what `value` was read from
+ * (no default applied, nothing made well-formed), so they can stand for it (parquet.ts).
+ */
+export type DecodedLabel = { ok: true; value: Label; raw?: Buffer } | Extract<Decoded<Label>, { ok: false }>;
+
 /** Decode one `relevance.labels` record value: a `Label`, or the dead-letter code and reason. */
-export function decodeLabel(bytes: Buffer | null, maxBytes: number): Decoded<Label> {
+export function decodeLabel(bytes: Buffer | null, maxBytes: number): DecodedLabel {
   if (bytes !== null && bytes.length > 0 && bytes.length <= maxBytes) {
     let text: string | undefined;
     let json: unknown;
@@ -35,7 +41,7 @@ export function decodeLabel(bytes: Buffer | null, maxBytes: number): Decoded<Lab
     } catch {
       json = undefined; // decodeRecord says which (UTF-8 or JSON) and how
     }
-    if (text !== undefined && json !== undefined && !SURROGATE_ESCAPE.test(text) && isLabelV1(json)) return { ok: true, value: json };
+    if (text !== undefined && json !== undefined && !SURROGATE_ESCAPE.test(text) && isLabelV1(json)) return { ok: true, value: json, raw: bytes };
   }
   return decodeRecord(LABEL, bytes, maxBytes) as Decoded<Label>;
 }

@@ -1,22 +1,62 @@
 /**
- * Label rows -> Parquet bytes (zstd), through an in-memory DuckDB: rows go into a scratch
- * table with an appender, `COPY ... (FORMAT parquet, COMPRESSION zstd)` writes a temp file, and
- * its bytes are returned for upload. The column layout is schemas/parquet-label.ts, in order.
+ * Label records -> Parquet bytes (zstd), through an in-memory DuckDB: a batch of records goes
+ * into the block's scratch table with one `read_ndjson` statement, `COPY ... (FORMAT parquet,
+ * COMPRESSION zstd)` writes a temp file, and its bytes are returned for upload. The column
+ * layout is schemas/parquet-label.ts, in order.
+ *
+ * ## Why the Kafka bytes go to DuckDB as they are
+ *
+ * The appender is one native call per cell (25 per row), ~10 µs of main-thread CPU per row, as
+ * much as decoding it. Instead, each record's value — the exact bytes the decoder parsed and
+ * checked (src/stages/dump/decode-label.ts) — is wrapped in a line `{"o":"<offset>","t":<ms>,
+ * "v":<value>}` (`labelLine`: the one copy of the bytes between Kafka and DuckDB), and DuckDB
+ * reads a few MiB of lines per statement in C++, off the main thread; figures in
+ * bench/results/dump-levers.md. Two guards keep DuckDB reading the same values the contract did:
+ * - a record the fast check did not accept as it is (defaults applied, lone surrogates made
+ *   well-formed) goes in as `JSON.stringify` of its decoded value instead of its bytes;
+ * - DuckDB refuses a batch it would read otherwise than `JSON.parse` (a duplicate key, which
+ *   JavaScript resolves to the last one): the batch is then appended cell by cell from the
+ *   values `JSON.parse` reads from its lines (`appendRowsOneByOne`), so a record never becomes
+ *   a different row.
+ * `labeled_at` is the decoder's `Date.parse` (ms) and the offset Kafka's decimal string, not
+ * DuckDB's reading of either.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, timestampValue, type DuckDBAppender, type DuckDBConnection } from '@duckdb/node-api';
 import type { Label } from '../../../schemas/label.js';
 import { PARQUET_LABEL_COLUMNS } from '../../../schemas/parquet-label.js';
-import type { InRecord } from '../../runtime/stage.js';
 
 type ColumnName = (typeof PARQUET_LABEL_COLUMNS)[number]['name'];
 /** One Parquet row: every column of schemas/parquet-label.ts. Timestamps are ms since epoch. */
 export type LabelRow = { [K in ColumnName]: string | number | bigint | null };
 
+const LINE_END = Buffer.from('}\n');
+
+/**
+ * The NDJSON line of one decoded label record: `{"o":"<offset>","t":<labeled_at ms>,"v":<value>}`.
+ * `raw` is the record's value when it is exactly what `label` was read from (the fast check's
+ * verdict); otherwise the decoded value is written out.
+ */
+export function labelLine(label: Label, raw: Buffer | undefined, offset: string): Buffer {
+  const head = `{"o":"${offset}","t":${Date.parse(label.labeled_at)},"v":`;
+  const value = raw ?? Buffer.from(JSON.stringify(label));
+  const line = Buffer.allocUnsafe(head.length + value.length + LINE_END.length);
+  line.write(head, 0, 'latin1'); // digits and ASCII punctuation only
+  value.copy(line, head.length);
+  LINE_END.copy(line, head.length + value.length);
+  return line;
+}
+
+/** Where a block's rows come from: the `kafka_topic` and `kafka_partition` of every row. */
+export interface Source {
+  topic: string;
+  partition: number;
+}
+
 /** The row for one label record. */
-export function labelRow(label: Label, record: Pick<InRecord, 'topic' | 'partition' | 'offset'>): LabelRow {
+export function labelRow(label: Label, record: Source & { offset: string }): LabelRow {
   const p = label.distribution;
   return {
     pair_id: label.pair_id,
@@ -49,8 +89,8 @@ export function labelRow(label: Label, record: Pick<InRecord, 'topic' | 'partiti
 
 /** One open block's rows, held in DuckDB (columnar, off the JS heap) until it is written. */
 export interface BlockTable {
-  /** Append rows (in offset order). */
-  append(rows: readonly LabelRow[]): Promise<void>;
+  /** Append the rows of these `labelLine`s (in offset order). */
+  append(lines: readonly Buffer[]): Promise<void>;
   /** Delete the rows at or after `offset`; resolves with how many rows are left. */
   truncateFrom(offset: bigint): Promise<number>;
   /** Every row held, as one Parquet file (zstd), in insertion order. */
@@ -60,10 +100,12 @@ export interface BlockTable {
 }
 
 export interface ParquetWriter {
-  /** The rows as one Parquet file (zstd), in the given order. */
-  write(rows: readonly LabelRow[]): Promise<Uint8Array>;
-  /** A new, empty block table. */
-  open(): Promise<BlockTable>;
+  /** The rows of these `labelLine`s as one Parquet file (zstd), in the given order. */
+  write(source: Source, lines: readonly Buffer[]): Promise<Uint8Array>;
+  /** A new, empty block table for rows of `source`. */
+  open(source: Source): Promise<BlockTable>;
+  /** Batches DuckDB refused as NDJSON and that were appended cell by cell instead. */
+  stats(): { cellByCellBatches: number };
   close(): void;
 }
 
@@ -71,10 +113,17 @@ export interface ParquetWriter {
 export const LABEL_COLUMNS_DDL = PARQUET_LABEL_COLUMNS.map((c) => `"${c.name}" ${c.type}`).join(', ');
 
 export async function createParquetWriter(): Promise<ParquetWriter> {
-  const instance = await DuckDBInstance.create(':memory:');
+  // One thread: DuckDB's work (JSON reading, zstd) is off the main thread either way, and a
+  // second thread spent more CPU per row than it saved on a machine shared with Kafka.
+  const instance = await DuckDBInstance.create(':memory:', { threads: '1' });
   const conn = await instance.connect();
+  // The blocks' tables in a compressed in-memory database: four 50,000-row blocks took ~70 MB
+  // less RSS than in the default (uncompressed) one, at no CPU cost we could measure.
+  await conn.run("ATTACH ':memory:' AS blocks (COMPRESS)");
+  await conn.run('USE blocks');
   const dir = await mkdtemp(join(tmpdir(), 'pinrich-dump-'));
   let seq = 0;
+  let cellByCellBatches = 0;
   // One DuckDB connection: writes are serialised (a dump flushes one object at a time per partition anyway).
   let queue: Promise<unknown> = Promise.resolve();
   const serial = <T>(fn: () => Promise<T>): Promise<T> => {
@@ -82,34 +131,41 @@ export async function createParquetWriter(): Promise<ParquetWriter> {
     queue = run.catch(() => undefined);
     return run;
   };
-  const copy = (table: string) => serial(() => copyToParquet(conn, table, join(dir, `part-${++seq}.parquet`)));
+  const copy = (table: string) => copyToParquet(conn, table, join(dir, `part-${++seq}.parquet`));
+  async function append(table: string, source: Source, lines: readonly Buffer[]): Promise<void> {
+    if (lines.length === 0) return;
+    if (await insertNdjson(conn, table, source, lines, join(dir, `rows-${++seq}.ndjson`))) return;
+    cellByCellBatches++;
+    await appendRowsOneByOne(conn, table, lines.map((l) => rowOfLine(l, source)));
+  }
   return {
-    write: (rows) =>
+    write: (source, lines) =>
       serial(async () => {
         const table = `rows_${++seq}`;
         await conn.run(`CREATE TABLE ${table} (${LABEL_COLUMNS_DDL})`);
         try {
-          await appendRows(conn, table, rows);
-          return await copyToParquet(conn, table, join(dir, `part-${++seq}.parquet`));
+          await append(table, source, lines);
+          return await copy(table);
         } finally {
           await conn.run(`DROP TABLE IF EXISTS ${table}`);
         }
       }),
-    async open() {
+    async open(source) {
       const table = `block_${++seq}`;
       await serial(() => conn.run(`CREATE TABLE ${table} (${LABEL_COLUMNS_DDL})`));
       return {
-        append: (rows) => serial(() => appendRows(conn, table, rows)),
+        append: (lines) => serial(() => append(table, source, lines)),
         truncateFrom: (offset) =>
           serial(async () => {
             await conn.run(`DELETE FROM ${table} WHERE kafka_offset >= ${BigInt(offset)}`);
             const left = await conn.runAndReadAll(`SELECT count(*)::INTEGER FROM ${table}`);
             return Number(left.getRows()[0]![0]);
           }),
-        write: () => copy(table),
+        write: () => serial(() => copy(table)),
         drop: () => serial(() => conn.run(`DROP TABLE IF EXISTS ${table}`).then(() => undefined)),
       };
     },
+    stats: () => ({ cellByCellBatches }),
     close() {
       conn.closeSync();
       instance.closeSync();
@@ -118,8 +174,70 @@ export async function createParquetWriter(): Promise<ParquetWriter> {
   };
 }
 
-async function appendRows(conn: DuckDBConnection, table: string, rows: readonly LabelRow[]): Promise<void> {
-  if (rows.length === 0) return;
+/** The row of a line as JavaScript reads it (the last of duplicate keys, as the decoder did). */
+function rowOfLine(line: Buffer, source: Source): LabelRow {
+  const { o, v } = JSON.parse(line.toString('utf8')) as { o: string; v: Label };
+  return labelRow(v, { ...source, offset: o });
+}
+
+/**
+ * Insert the lines' rows into `table` with one statement, from the NDJSON file `file` (removed
+ * after). False when DuckDB refuses the batch's JSON (nothing was inserted: a statement is atomic).
+ */
+async function insertNdjson(conn: DuckDBConnection, table: string, source: Source, lines: readonly Buffer[], file: string): Promise<boolean> {
+  try {
+    await writeFile(file, Buffer.concat(lines));
+    const from = `read_ndjson(${sqlString(file)}, columns = {o: 'VARCHAR', t: 'BIGINT', v: '${VALUE_STRUCT}'}, format = 'newline_delimited')`;
+    // Any refusal (a duplicate key, a count beyond INTEGER): the caller appends cell by cell,
+    // which either stores the batch or fails the way it always did.
+    return await conn.run(`INSERT INTO ${table} SELECT ${selectList(source)} FROM ${from}`).then(
+      () => true,
+      () => false,
+    );
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
+/** The parts of a label the rows take, as DuckDB types (fields not named are ignored). */
+const VALUE_STRUCT =
+  'STRUCT(pair_id VARCHAR, pin_id VARCHAR, query VARCHAR, language VARCHAR, label TINYINT, distribution DOUBLE[], ' +
+  'expected_score DOUBLE, label_source VARCHAR, teacher STRUCT(model VARCHAR, prompt_version VARCHAR, prompt_hash VARCHAR), ' +
+  'doc_version INTEGER, doc_hash VARCHAR, usage STRUCT(prompt_tokens INTEGER, completion_tokens INTEGER, cached_prompt_tokens INTEGER), latency_ms DOUBLE)';
+
+/** Each column's expression over a line `{o, t, v}`: what `labelRow` computes, in SQL. */
+const COLUMN_SQL: { readonly [K in ColumnName]: (s: Source) => string } = {
+  pair_id: () => 'v.pair_id',
+  pin_id: () => 'v.pin_id',
+  query: () => 'v.query',
+  language: () => 'v.language',
+  label: () => 'v.label',
+  p1: () => 'v.distribution[1]',
+  p2: () => 'v.distribution[2]',
+  p3: () => 'v.distribution[3]',
+  p4: () => 'v.distribution[4]',
+  p5: () => 'v.distribution[5]',
+  expected_score: () => 'v.expected_score',
+  label_source: () => 'v.label_source',
+  teacher_model: () => 'v.teacher.model',
+  prompt_version: () => 'v.teacher.prompt_version',
+  prompt_hash: () => 'v.teacher.prompt_hash',
+  doc_version: () => 'v.doc_version',
+  doc_hash: () => 'v.doc_hash',
+  prompt_tokens: () => 'v.usage.prompt_tokens',
+  completion_tokens: () => 'v.usage.completion_tokens',
+  cached_prompt_tokens: () => 'v.usage.cached_prompt_tokens',
+  latency_ms: () => 'v.latency_ms',
+  labeled_at: () => 'epoch_ms(t)',
+  kafka_topic: (s) => sqlString(s.topic),
+  kafka_partition: (s) => String(Math.trunc(s.partition)),
+  kafka_offset: () => 'CAST(o AS BIGINT)',
+};
+const selectList = (s: Source) => PARQUET_LABEL_COLUMNS.map((c) => COLUMN_SQL[c.name](s)).join(', ');
+const sqlString = (s: string) => `'${s.replace(/'/g, "''")}'`;
+
+/** The appender, one cell at a time: for a batch DuckDB's JSON reader refused. */
+async function appendRowsOneByOne(conn: DuckDBConnection, table: string, rows: readonly LabelRow[]): Promise<void> {
   const appender = await conn.createAppender(table);
   try {
     for (const row of rows) {
@@ -138,7 +256,7 @@ async function appendRows(conn: DuckDBConnection, table: string, rows: readonly 
 
 async function copyToParquet(conn: DuckDBConnection, table: string, file: string): Promise<Uint8Array> {
   try {
-    await conn.run(`COPY ${table} TO '${file.replace(/'/g, "''")}' (FORMAT parquet, COMPRESSION zstd)`);
+    await conn.run(`COPY ${table} TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd)`);
     return new Uint8Array(await readFile(file));
   } finally {
     await rm(file, { force: true });
