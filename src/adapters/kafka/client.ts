@@ -8,6 +8,8 @@ import type { Config } from '../../config.js';
 import type { Logger } from '../../runtime/log.js';
 import { untilKafkaAnswers } from './transient.js';
 
+const IDEMPOTENT_RETRIES_WARNING = 'Limiting retries for the idempotent producer may invalidate EoS guarantees';
+
 export function createKafka(config: Config, log: Logger, clientSuffix = ''): Kafka {
   return new Kafka(kafkaClientConfig(config, log, clientSuffix));
 }
@@ -28,6 +30,10 @@ export function kafkaClientConfig(config: Config, log: Logger, clientSuffix = ''
     logLevel: logLevel.WARN,
     logCreator: () => (entry) => {
       const { message, ...rest } = entry.log;
+      // Said by every transactional producer (createPartitionedPublisher) at creation: its retries
+      // are bounded on purpose (a fenced producer must fail, not retry), and the fence does not
+      // rest on them.
+      if (message === IDEMPOTENT_RETRIES_WARNING) return;
       const level = entry.level <= logLevel.ERROR ? 'error' : entry.level === logLevel.WARN ? 'warn' : 'debug';
       log[level](`kafkajs ${entry.namespace}: ${message}`, rest);
     },
