@@ -6,7 +6,20 @@
 import type { z } from 'zod';
 import type { DeadLetterCode } from '../../schemas/dead-letter.js';
 import { CONTRACTS, type ContractName } from '../../schemas/index.js';
+import { SaveEvent, SEARCH_ENGAGEMENT_TYPES, SearchEngagementEvent } from '../../schemas/engagement-event.js';
 import { wellFormedStrings } from './text.js';
+
+/**
+ * Contract versions that are a plain union whose options are told apart by `type`: the one option
+ * a record's `type` can match. Parsing with it alone gives what the union gives on success (the
+ * union's first matching option; the others cannot match that `type`) without first failing, and
+ * building the issues of, the options before it: most engagement events are search events, the
+ * union's second option. On failure the whole union parses again, for its own error.
+ */
+const SEARCH_TYPES: ReadonlySet<unknown> = new Set(SEARCH_ENGAGEMENT_TYPES);
+const OPTION_BY_TYPE: Partial<Record<ContractName, Record<number, (type: unknown) => z.ZodType | undefined>>> = {
+  engagement_event: { 1: (type) => (type === 'save' ? SaveEvent : SEARCH_TYPES.has(type) ? SearchEngagementEvent : undefined) },
+};
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; code: DeadLetterCode; reason: string };
 
@@ -51,6 +64,11 @@ export function decodeRecord<N extends ContractName>(
       'unknown_schema_version',
       `${name} version ${JSON.stringify(record.schema_version)?.slice(0, 50)} is not known here (known: ${Object.keys(versions).join(', ')})`,
     );
+  }
+  const option = OPTION_BY_TYPE[name]?.[record.schema_version as number]?.((json as { type?: unknown }).type);
+  if (option) {
+    const byOption = option.safeParse(json);
+    if (byOption.success) return { ok: true, value: byOption.data as never };
   }
   const parsed = schema.safeParse(json);
   if (!parsed.success) return fail('schema_violation', summariseIssues(parsed.error.issues));

@@ -3,9 +3,13 @@
  * - `documentJson` extends the JSON `buildDocument` hashed instead of serialising the document
  *   again: byte for byte `JSON.stringify({ ...content, version, updated_at })`;
  * - `cleanText` / `foldText` skip the Unicode passes for plain ASCII: the same result as the
- *   full normalisation, on every kind of input near that boundary.
+ *   full normalisation, on every kind of input near that boundary;
+ * - `decodeRecord` parses an engagement event with the one union option its `type` can match:
+ *   the same value, or the same dead-letter reason, as the whole union.
  */
 import { describe, expect, it } from 'vitest';
+import { EngagementEvent } from '../../schemas/engagement-event.js';
+import { decodeRecord, summariseIssues } from '../../src/core/decode.js';
 import { buildDocument, documentJson, type PinState } from '../../src/core/document.js';
 import { cleanText, foldText } from '../../src/core/text.js';
 
@@ -81,5 +85,26 @@ describe('plain-ASCII shortcut of cleanText / foldText', () => {
   it.each(inputs.map((s) => [JSON.stringify(s), s]))('%s', (_, s) => {
     expect(cleanText(s)).toBe(fullClean(s));
     expect(foldText(s)).toBe(fullFold(s));
+  });
+});
+
+describe('engagement events decoded by the option their type names', () => {
+  const base = { schema: 'engagement_event', schema_version: 1, event_id: 'e-1', pin_id: 'pin-1', event_time: '2026-12-02T06:00:00.000Z', user_id: 'u-1' };
+  const records: Record<string, unknown> = {
+    save: { ...base, type: 'save', board_title: 'Summer Outfits' },
+    search: { ...base, type: 'search_click', query: 'lemon pasta' },
+    'long click with an unknown field (stripped)': { ...base, type: 'long_click', query: 'q', extra: 1 },
+    'save carrying a query, not a board title': { ...base, type: 'save', query: 'q' },
+    'search with an empty query': { ...base, type: 'closeup', query: '' },
+    'unknown type': { ...base, type: 'like', query: 'q' },
+    'no type': { ...base, query: 'q' },
+    'impossible date': { ...base, type: 'search_click', query: 'q', event_time: '2026-02-30T06:00:00.000Z' },
+    'bad pin id': { ...base, pin_id: 'pin 1', type: 'save', board_title: 'b' },
+  };
+  it.each(Object.entries(records))('%s', (_, record) => {
+    const decoded = decodeRecord('engagement_event', Buffer.from(JSON.stringify(record)), 1 << 20);
+    const union = EngagementEvent.safeParse(record);
+    if (union.success) expect(decoded).toEqual({ ok: true, value: union.data });
+    else expect(decoded).toEqual({ ok: false, code: 'schema_violation', reason: summariseIssues(union.error.issues) });
   });
 });
