@@ -7,6 +7,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createOpenAiClient } from '../../src/adapters/openai/client.js';
 import { createTeacher } from '../../src/adapters/openai/teacher.js';
@@ -95,8 +96,10 @@ describe('keep-alive', () => {
       req.resume();
       req.on('end', () => {
         const body = JSON.stringify({ id: 'x', object: 'chat.completion', created: 0, model: 'm', choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: '4' }, logprobs: null }], usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 } });
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-        res.end(body);
+        // Under /gz a proxy that compresses whatever the client asked for.
+        const bytes = req.url?.startsWith('/gz/') ? gzipSync(body) : Buffer.from(body);
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.length, ...(req.url?.startsWith('/gz/') ? { 'content-encoding': 'gzip' } : {}) });
+        res.end(bytes);
       });
     });
     plain.on('connection', () => connections++);
@@ -111,5 +114,12 @@ describe('keep-alive', () => {
     const t = createTeacher(createOpenAiClient({ baseURL: `http://127.0.0.1:${(plain.address() as AddressInfo).port}/v1`, apiKey: 'k' }), 'm', 0, { constrain: 'none' });
     for (let i = 0; i < 20; i++) expect((await t.score(prompt, { signal: new AbortController().signal })).content).toBe('4');
     expect(connections).toBe(1);
+  });
+
+  it('decodes a gzip-compressed answer', async () => {
+    const t = createTeacher(createOpenAiClient({ baseURL: `http://127.0.0.1:${(plain.address() as AddressInfo).port}/gz/v1`, apiKey: 'k' }), 'm', 0, { constrain: 'none' });
+    const reply = await t.score(prompt, { signal: new AbortController().signal });
+    expect(reply.content).toBe('4');
+    expect(reply.usage?.prompt_tokens).toBe(3);
   });
 });

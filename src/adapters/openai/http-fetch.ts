@@ -13,6 +13,7 @@
  */
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { brotliDecompressSync, gunzipSync, inflateSync } from 'node:zlib';
 
 /** Options of {@link createHttpFetch}. */
 export interface HttpFetchOptions {
@@ -118,6 +119,28 @@ function plainHeaders(init: HeadersInit | undefined): Record<string, string> {
   return out;
 }
 
+/**
+ * The body as sent before any content coding: we send no Accept-Encoding, but a proxy may
+ * compress anyway, and fetch would have decoded it.
+ */
+function decoded(encoding: string | undefined, bytes: Buffer): Buffer {
+  switch (encoding?.trim().toLowerCase()) {
+    case undefined:
+    case '':
+    case 'identity':
+      return bytes;
+    case 'gzip':
+    case 'x-gzip':
+      return gunzipSync(bytes);
+    case 'deflate':
+      return inflateSync(bytes);
+    case 'br':
+      return brotliDecompressSync(bytes);
+    default:
+      throw new Error(`unsupported content-encoding ${encoding}`);
+  }
+}
+
 function abortError(signal: AbortSignal): unknown {
   const reason: unknown = signal.reason;
   return reason instanceof Error || reason instanceof DOMException ? reason : new DOMException('This operation was aborted', 'AbortError');
@@ -164,7 +187,12 @@ export function createHttpFetch(opts: HttpFetchOptions = {}): typeof fetch {
           if (settled) return;
           settled = true;
           signal?.removeEventListener('abort', onAbort);
-          const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+          let bytes: Buffer;
+          try {
+            bytes = decoded(res.headers['content-encoding'], chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+          } catch (err) {
+            return reject(new TypeError('fetch failed', { cause: err }));
+          }
           resolve(new BufferedResponse(res.statusCode ?? 0, res.statusMessage ?? '', headersOf(res), url, bytes) as unknown as Response);
         });
       });
