@@ -1,6 +1,6 @@
 /**
  * The dump's Parquet writer (src/stages/dump/parquet.ts) with a real in-memory DuckDB, read back
- * with hyparquet: records handed over as their Kafka bytes (DuckDB's JSON reader), as decoded
+ * with hyparquet: records handed over as their Kafka text (DuckDB's JSON reader), as decoded
  * values (defaults applied, surrogates made well-formed) and, for a batch DuckDB refuses, cell by
  * cell — each row equal to `labelRow` of the record as the contract decoded it.
  */
@@ -45,9 +45,9 @@ const VALUES: Array<[string, string]> = [
 
 interface Rec {
   label: Label;
-  raw: Buffer | undefined;
+  text: string | undefined;
   offset: string;
-  line: Buffer;
+  line: string;
 }
 
 function records(values: ReadonlyArray<[string, string]>, firstOffset: bigint): Rec[] {
@@ -55,7 +55,7 @@ function records(values: ReadonlyArray<[string, string]>, firstOffset: bigint): 
     const d = decodeLabel(Buffer.from(v), 100_000);
     if (!d.ok) throw new Error(`${name}: ${d.reason}`);
     const offset = String(firstOffset + BigInt(i));
-    return { label: d.value, raw: d.raw, offset, line: labelLine(d.value, d.raw, offset) };
+    return { label: d.value, text: d.text, offset, line: labelLine(d.value, d.text, offset) };
   });
 }
 const lines = (rs: readonly Rec[]) => rs.map((r) => r.line);
@@ -79,7 +79,7 @@ describe('dump Parquet writer', () => {
   it('writes each record as the row labelRow makes of its decoded value', async () => {
     writer = await createParquetWriter();
     const recs = records(VALUES, 2n ** 53n + 10n); // offsets beyond a double's integers
-    expect(recs.filter((r) => r.raw === undefined).length).toBe(2); // defaulted and surrogate: not their bytes
+    expect(recs.filter((r) => r.text === undefined).length).toBe(2); // defaulted and surrogate: not their bytes
     const rows = await readBack(await writer.write(source, lines(recs)));
     expect(rows).toEqual(recs.map((r) => expected(r, source)));
     expect(rows[4]!.query).toBe('a\uFFFDb');
@@ -94,7 +94,7 @@ describe('dump Parquet writer', () => {
     const dup = JSON.stringify(base).replace('"label":4', '"label":9,"label":2');
     const recs = records([...VALUES.slice(0, 2), ['duplicate key', dup]], 0n);
     expect(recs[2]!.label.label).toBe(2);
-    expect(recs[2]!.raw).toBeDefined();
+    expect(recs[2]!.text).toBeDefined();
     const table = await writer.open(source);
     await table.append(lines(recs.slice(0, 2)));
     await table.append(lines(recs.slice(2)));

@@ -25,10 +25,11 @@ const LANGUAGE_TAG = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$/;
 const LABEL_SOURCES: ReadonlySet<unknown> = new Set(['logprobs', 'constrained', 'answer_text', 'top_logprobs', 'hard_only', 'classifier']);
 
 /**
- * A decoded label; `raw` is set when the record's bytes are exactly what `value` was read from
- * (no default applied, nothing made well-formed), so they can stand for it (parquet.ts).
+ * A decoded label; `text` (the record's value as a string) is set when it is exactly what
+ * `value` was read from (no default applied, nothing made well-formed), so it can stand for it
+ * (parquet.ts).
  */
-export type DecodedLabel = { ok: true; value: Label; raw?: Buffer } | Extract<Decoded<Label>, { ok: false }>;
+export type DecodedLabel = { ok: true; value: Label; text?: string } | Extract<Decoded<Label>, { ok: false }>;
 
 /** Decode one `relevance.labels` record value: a `Label`, or the dead-letter code and reason. */
 export function decodeLabel(bytes: Buffer | null, maxBytes: number): DecodedLabel {
@@ -41,7 +42,7 @@ export function decodeLabel(bytes: Buffer | null, maxBytes: number): DecodedLabe
     } catch {
       json = undefined; // decodeRecord says which (UTF-8 or JSON) and how
     }
-    if (text !== undefined && json !== undefined && !SURROGATE_ESCAPE.test(text) && isLabelV1(json)) return { ok: true, value: json, raw: bytes };
+    if (text !== undefined && json !== undefined && !SURROGATE_ESCAPE.test(text) && isLabelV1(json)) return { ok: true, value: json, text };
   }
   return decodeRecord(LABEL, bytes, maxBytes) as Decoded<Label>;
 }

@@ -4,16 +4,16 @@
  * COMPRESSION zstd)` writes a temp file, and its bytes are returned for upload. The column
  * layout is schemas/parquet-label.ts, in order.
  *
- * ## Why the Kafka bytes go to DuckDB as they are
+ * ## Why the records' own text goes to DuckDB
  *
  * The appender is one native call per cell (25 per row), ~10 µs of main-thread CPU per row, as
- * much as decoding it. Instead, each record's value — the exact bytes the decoder parsed and
+ * much as decoding it. Instead, each record's value — the exact text the decoder parsed and
  * checked (src/stages/dump/decode-label.ts) — is wrapped in a line `{"o":"<offset>","t":<ms>,
- * "v":<value>}` (`labelLine`: the one copy of the bytes between Kafka and DuckDB), and DuckDB
+ * "v":<value>}` (`labelLine`; one UTF-8 encoding per batch on the way to the file), and DuckDB
  * reads a few MiB of lines per statement in C++, off the main thread; figures in
  * bench/results/dump-levers.md. Two guards keep DuckDB reading the same values the contract did:
  * - a record the fast check did not accept as it is (defaults applied, lone surrogates made
- *   well-formed) goes in as `JSON.stringify` of its decoded value instead of its bytes;
+ *   well-formed) goes in as `JSON.stringify` of its decoded value instead of its text;
  * - DuckDB refuses a batch it would read otherwise than `JSON.parse` (a duplicate key, which
  *   JavaScript resolves to the last one): the batch is then appended cell by cell from the
  *   values `JSON.parse` reads from its lines (`appendRowsOneByOne`), so a record never becomes
@@ -32,21 +32,14 @@ type ColumnName = (typeof PARQUET_LABEL_COLUMNS)[number]['name'];
 /** One Parquet row: every column of schemas/parquet-label.ts. Timestamps are ms since epoch. */
 export type LabelRow = { [K in ColumnName]: string | number | bigint | null };
 
-const LINE_END = Buffer.from('}\n');
-
 /**
  * The NDJSON line of one decoded label record: `{"o":"<offset>","t":<labeled_at ms>,"v":<value>}`.
- * `raw` is the record's value when it is exactly what `label` was read from (the fast check's
- * verdict); otherwise the decoded value is written out.
+ * `text` is the record's value when it is exactly what `label` was read from (the fast check's
+ * verdict); otherwise the decoded value is written out. A string: a batch's lines are joined and
+ * encoded to UTF-8 once, on their way to the file (one native call per batch, not three per line).
  */
-export function labelLine(label: Label, raw: Buffer | undefined, offset: string): Buffer {
-  const head = `{"o":"${offset}","t":${Date.parse(label.labeled_at)},"v":`;
-  const value = raw ?? Buffer.from(JSON.stringify(label));
-  const line = Buffer.allocUnsafe(head.length + value.length + LINE_END.length);
-  line.write(head, 0, 'latin1'); // digits and ASCII punctuation only
-  value.copy(line, head.length);
-  LINE_END.copy(line, head.length + value.length);
-  return line;
+export function labelLine(label: Label, text: string | undefined, offset: string): string {
+  return `{"o":"${offset}","t":${Date.parse(label.labeled_at)},"v":${text ?? JSON.stringify(label)}}\n`;
 }
 
 /** Where a block's rows come from: the `kafka_topic` and `kafka_partition` of every row. */
@@ -90,7 +83,7 @@ export function labelRow(label: Label, record: Source & { offset: string }): Lab
 /** One open block's rows, held in DuckDB (columnar, off the JS heap) until it is written. */
 export interface BlockTable {
   /** Append the rows of these `labelLine`s (in offset order). */
-  append(lines: readonly Buffer[]): Promise<void>;
+  append(lines: readonly string[]): Promise<void>;
   /** Delete the rows at or after `offset`; resolves with how many rows are left. */
   truncateFrom(offset: bigint): Promise<number>;
   /** Every row held, as one Parquet file (zstd), in insertion order. */
@@ -101,7 +94,7 @@ export interface BlockTable {
 
 export interface ParquetWriter {
   /** The rows of these `labelLine`s as one Parquet file (zstd), in the given order. */
-  write(source: Source, lines: readonly Buffer[]): Promise<Uint8Array>;
+  write(source: Source, lines: readonly string[]): Promise<Uint8Array>;
   /** A new, empty block table for rows of `source`. */
   open(source: Source): Promise<BlockTable>;
   /** Batches DuckDB refused as NDJSON and that were appended cell by cell instead. */
@@ -132,7 +125,7 @@ export async function createParquetWriter(): Promise<ParquetWriter> {
     return run;
   };
   const copy = (table: string) => copyToParquet(conn, table, join(dir, `part-${++seq}.parquet`));
-  async function append(table: string, source: Source, lines: readonly Buffer[]): Promise<void> {
+  async function append(table: string, source: Source, lines: readonly string[]): Promise<void> {
     if (lines.length === 0) return;
     if (await insertNdjson(conn, table, source, lines, join(dir, `rows-${++seq}.ndjson`))) return;
     cellByCellBatches++;
@@ -175,8 +168,8 @@ export async function createParquetWriter(): Promise<ParquetWriter> {
 }
 
 /** The row of a line as JavaScript reads it (the last of duplicate keys, as the decoder did). */
-function rowOfLine(line: Buffer, source: Source): LabelRow {
-  const { o, v } = JSON.parse(line.toString('utf8')) as { o: string; v: Label };
+function rowOfLine(line: string, source: Source): LabelRow {
+  const { o, v } = JSON.parse(line) as { o: string; v: Label };
   return labelRow(v, { ...source, offset: o });
 }
 
@@ -184,9 +177,9 @@ function rowOfLine(line: Buffer, source: Source): LabelRow {
  * Insert the lines' rows into `table` with one statement, from the NDJSON file `file` (removed
  * after). False when DuckDB refuses the batch's JSON (nothing was inserted: a statement is atomic).
  */
-async function insertNdjson(conn: DuckDBConnection, table: string, source: Source, lines: readonly Buffer[], file: string): Promise<boolean> {
+async function insertNdjson(conn: DuckDBConnection, table: string, source: Source, lines: readonly string[], file: string): Promise<boolean> {
   try {
-    await writeFile(file, Buffer.concat(lines));
+    await writeFile(file, lines.join(''));
     const from = `read_ndjson(${sqlString(file)}, columns = {o: 'VARCHAR', t: 'BIGINT', v: '${VALUE_STRUCT}'}, format = 'newline_delimited')`;
     // Any refusal (a duplicate key, a count beyond INTEGER): the caller appends cell by cell,
     // which either stores the batch or fails the way it always did.

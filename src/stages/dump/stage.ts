@@ -81,14 +81,15 @@ export interface DumpStats {
 /**
  * Rows a block holds as NDJSON lines before they go into its table in one statement (each
  * statement costs DuckDB a fixed overhead: per-batch inserts of ~1,400 rows took ~40 % more
- * CPU per row than 10,000-row ones). The bound of the JS memory per open block.
+ * CPU per row than 10,000-row ones), in UTF-16 units (~bytes: labels are mostly ASCII). The
+ * bound of the JS memory per open block.
  */
-export const PENDING_BYTES = 4 * 1024 * 1024;
+export const PENDING_CHARS = 4 * 1024 * 1024;
 
 /**
  * An open block of one partition: rows since the last seal. They are held in a DuckDB table
  * (columnar, off the JS heap: memory per open block stays small however large flushRows is);
- * `pending` holds the rows not yet inserted, as `labelLine`s, at most ~PENDING_BYTES of them
+ * `pending` holds the rows not yet inserted, as `labelLine`s, at most ~PENDING_CHARS of them
  * between batches.
  */
 interface Block {
@@ -98,8 +99,8 @@ interface Block {
   first: bigint;
   last: bigint;
   dir: string;
-  pending: Array<{ offset: bigint; line: Buffer }>;
-  pendingBytes: number;
+  pending: Array<{ offset: bigint; line: string }>;
+  pendingChars: number;
   /** Rows in `table`. */
   stored: number;
   table: BlockTable | undefined;
@@ -157,7 +158,7 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
     block.table ??= await writer.open({ topic: block.topic, partition: block.partition });
     const rows = block.pending;
     block.pending = [];
-    block.pendingBytes = 0;
+    block.pendingChars = 0;
     await block.table.append(rows.map((r) => r.line));
     block.stored += rows.length;
   }
@@ -174,7 +175,7 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
     const table = block.table;
     block.table = undefined;
     block.pending = [];
-    block.pendingBytes = 0;
+    block.pendingChars = 0;
     block.stored = 0;
     if (table) void withLock(key, () => table.drop()).catch((err: unknown) => log.warn('dropping a dump block table failed', { error: String(err) }));
   }
@@ -225,7 +226,7 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
       return undefined;
     }
     block.pending = block.pending.filter((r) => r.offset < offset);
-    block.pendingBytes = block.pending.reduce((n, r) => n + r.line.length, 0);
+    block.pendingChars = block.pending.reduce((n, r) => n + r.line.length, 0);
     if (block.table) block.stored = await block.table.truncateFrom(offset);
     block.last = offset - 1n;
     return block;
@@ -266,7 +267,7 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
               last: offset,
               dir: hourDir(label ? Date.parse(label.labeled_at) : record.timestamp),
               pending: [],
-              pendingBytes: 0,
+              pendingChars: 0,
               stored: 0,
               table: undefined,
               pendingSince: null,
@@ -275,9 +276,9 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
           }
           block.last = offset;
           if (decoded.ok) {
-            const line = labelLine(decoded.value, decoded.raw, record.offset);
+            const line = labelLine(decoded.value, decoded.text, record.offset);
             block.pending.push({ offset, line });
-            block.pendingBytes += line.length;
+            block.pendingChars += line.length;
             block.pendingSince ??= clock.now();
             stats.rows++;
           }
@@ -285,7 +286,7 @@ export function createDumpStage(deps: DumpStageDeps): Stage & { stats(): DumpSta
         }
         // Into the block's table once a few MiB are pending (seal and upload store the rest first).
         const open = blocks.get(key);
-        if (open && open.pendingBytes >= PENDING_BYTES) await storePending(open);
+        if (open && open.pendingChars >= PENDING_CHARS) await storePending(open);
         // Commit up to the end of the last sealed block if this batch reached into it.
         const sealed = sealedThrough.get(key);
         const commitOffset = sealed !== undefined && sealed >= BigInt(batch[0]!.offset) ? (sealed + 1n).toString() : null;
