@@ -577,9 +577,18 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     const partitions = new Set<number>();
     for (const [topic, parts] of assigned) if (topic === topics.pinEvents || topic === topics.engagement || topic === topics.captions) parts.forEach((p) => partitions.add(p));
     const epochs = new Map<number, number>();
+    /**
+     * The entries this tick works with: a rejoin during the tick replaces them, and what the old
+     * epoch is refused must not fence the fresh claim of the same partition.
+     */
+    const owners = new Map<number, Owned>();
+    const current = (partition: number) => {
+      const o = owners.get(partition);
+      return o && owned.get(partition) === o ? o : undefined;
+    };
     /** A read or commit the state refused for a partition: it moved away, or its state is missing. */
     const refused = (partition: number, status: 'fenced' | 'missing') => {
-      const o = owned.get(partition);
+      const o = current(partition);
       if (!o) return;
       if (status === 'fenced') fenceOff(o, 'state read refused');
       else markLost(o);
@@ -591,7 +600,10 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
         // still owns, with state.
         if (o && !o.publishing && o.epoch !== undefined && !o.fenced) claimPublishing(o);
         if (o?.epoch === undefined || o.fenced || o.lost || !o.publishing) partitions.delete(p);
-        else epochs.set(p, o.epoch);
+        else {
+          epochs.set(p, o.epoch);
+          owners.set(p, o);
+        }
       }
     }
     const now = clock.now();
@@ -633,7 +645,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
         // A partition whose transaction was refused: another instance owns it now (its epoch
         // fences the state too, but only once it has claimed it: record nothing from here).
         for (const p of fenced ?? []) {
-          const o = owned.get(p);
+          const o = current(p);
           if (o) fenceOff(o, 'publish refused by the broker');
         }
         const kept = fenced?.size ? commits.filter((c) => !fenced.has(c.partition)) : commits;
