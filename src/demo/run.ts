@@ -161,9 +161,11 @@ export async function runDemo(opts: DemoOptions): Promise<Record<string, unknown
     out(`  published ${negatives.length} sampled negative pairs`);
 
     // Scoring is done when the score worker consumed every pair; dumping when S3 holds one row per label.
-    const pairTotal = await topicSize(kafka, t.pairs);
+    // Counted as records, not offsets: the mined pairs are written in the enrich worker's
+    // transactions, whose commit markers take offsets too.
+    const pairTotal = (await readAll(kafka, t.pairs)).length;
     await waitUntil(deadline, async () => (app.workers.score!.stats().records >= pairTotal ? true : undefined));
-    const labelTotal = await topicSize(kafka, t.labels);
+    const labelTotal = (await readAll(kafka, t.labels)).length;
     out(`  scored ${pairTotal} pairs → ${labelTotal} labels; waiting for the dump worker to write them to S3`);
     await waitUntil(deadline, async () => ((app.stats().dump?.rows ?? 0) >= labelTotal ? true : undefined));
     await waitUntil(deadline, async () => ((await countDumpedRows(config)) === labelTotal ? true : undefined), 1_000);
@@ -318,16 +320,6 @@ function sampleNegatives(docs: EnrichedDocument[], n: number, nowIso: string): P
   return out;
 }
 
-async function topicSize(kafka: Kafka, topic: string): Promise<number> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    return (await admin.fetchTopicOffsets(topic)).reduce((a, p) => a + Number(BigInt(p.high) - BigInt(p.low)), 0);
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 async function waitUntil(deadline: number, check: () => Promise<true | undefined>, everyMs = 250): Promise<void> {
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error('demo did not finish in time');
@@ -377,12 +369,16 @@ async function readAll(kafka: Kafka, topic: string): Promise<Array<{ key: string
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   await new Promise<void>((resolve) => {
+    // Done by the fetch position, which kafkajs reports after each batch, also one it hands
+    // nothing of: pins.enriched is written in transactions, so its end is a commit marker that
+    // eachBatch never sees (counting the records handed to it would wait forever).
+    consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => {
+      if (BigInt(payload.lastOffset) + 1n >= (remaining.get(payload.partition) ?? 0n)) remaining.delete(payload.partition);
+      if (remaining.size === 0) resolve();
+    });
     void consumer.run({
       eachBatch: async ({ batch }) => {
         for (const m of batch.messages) out.push({ key: m.key?.toString() ?? '', value: m.value?.toString() ?? null });
-        const last = BigInt(batch.lastOffset()) + 1n;
-        if (last >= (remaining.get(batch.partition) ?? 0n)) remaining.delete(batch.partition);
-        if (remaining.size === 0) resolve();
       },
     });
   });
