@@ -7,10 +7,10 @@ import { describe, expect, it } from 'vitest';
 import { decodeRecord } from '../../src/core/decode.js';
 import { decodeLabel } from '../../src/stages/dump/decode-label.js';
 import { labelRow } from '../../src/stages/dump/parquet.js';
+import { makeLabel } from '../support/labels.js';
 
-const VALID = {
-  schema: 'label',
-  schema_version: 1,
+// Every field set (none left to makeLabel's defaults), so each variant below changes one thing.
+const VALID = makeLabel({
   pair_id: 'a'.repeat(32),
   pin_id: 'pin-0000001',
   query: 'red shoes',
@@ -18,15 +18,11 @@ const VALID = {
   label: 4,
   distribution: [0.05, 0.1, 0.2, 0.3, 0.35],
   expected_score: 3.8,
-  label_source: 'logprobs',
   teacher: { model: 'm', prompt_version: 'v1', prompt_hash: 'h', temperature: 0, max_tokens: 1, top_logprobs: 20 },
   doc_version: 2,
   doc_hash: 'dh',
   usage: { prompt_tokens: 250, completion_tokens: 1, total_tokens: 251, cached_prompt_tokens: 200 },
-  latency_ms: 12.5,
-  cached: false,
-  labeled_at: '2026-11-28T10:15:00.000Z',
-};
+});
 
 /** Bad (and some odd-but-valid) values per field; `undefined` means the field is left out. */
 const VARIANTS: Record<string, unknown[]> = {

@@ -10,26 +10,18 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { decodeLabel } from '../../src/stages/dump/decode-label.js';
 import type { Label } from '../../schemas/label.js';
 import { createParquetWriter, labelLine, labelRow, type ParquetWriter } from '../../src/stages/dump/parquet.js';
+import { makeLabel } from '../support/labels.js';
 
-const base = {
-  schema: 'label',
-  schema_version: 1,
+const base = makeLabel({
   pair_id: 'b'.repeat(32),
   pin_id: 'pin-1',
   query: 'red shoes',
-  language: 'en',
   label: 4,
   distribution: [0.05, 0.1, 0.2, 0.3, 0.35],
   expected_score: 3.8,
-  label_source: 'logprobs',
-  teacher: { model: 'teacher-x', prompt_version: 'v3', prompt_hash: 'ph1', temperature: 0, max_tokens: 1, top_logprobs: 5 },
   doc_version: 7,
-  doc_hash: 'dh1',
-  usage: { prompt_tokens: 120, completion_tokens: 1, total_tokens: 121, cached_prompt_tokens: 64 },
-  latency_ms: 12.5,
-  cached: false,
   labeled_at: '2026-11-28T10:15:00.123Z',
-};
+});
 
 /** Record values, each with what makes it worth a row of its own. */
 const VALUES: Array<[string, string]> = [
