@@ -33,6 +33,7 @@ import {
   versionsGoingBack,
   type Fleet,
   type Input,
+  logDigest,
   type Outcome,
   type WorkerProc,
 } from './support/fleet.js';
@@ -62,10 +63,11 @@ afterAll(async () => {
   await server?.close();
 });
 
-async function expectSameAsCleanAndMonotonic(what: string, config: Config, outcome: Outcome, ms: number): Promise<void> {
-  const diffs = compare(clean, outcome);
-  const back = versionsGoingBack(await readAll(config, topicNames(config).enriched));
-  console.log(`[faults/cluster] ${what}: ${diffs.length ? `${diffs.length} differences` : 'same as the clean run'}, ${back.length} versions going back, ${(ms / 1000).toFixed(0)} s`);
+async function expectSameAsCleanAndMonotonic(what: string, run: { config: Config; outcome: Outcome; ms: number; fleet: Fleet }): Promise<void> {
+  const diffs = compare(clean, run.outcome);
+  const back = versionsGoingBack(await readAll(run.config, topicNames(run.config).enriched));
+  console.log(`[faults/cluster] ${what}: ${diffs.length ? `${diffs.length} differences` : 'same as the clean run'}, ${back.length} versions going back, ${(run.ms / 1000).toFixed(0)} s`);
+  if (diffs.length || back.length) console.log(`[faults/cluster] ${what}: the workers' warnings and errors:\n${logDigest(run.fleet)}`);
   expect(diffs, diffs.join('\n')).toEqual([]);
   expect(back, back.join('\n')).toEqual([]);
 }
@@ -150,7 +152,7 @@ describe('fault suite on a Redis Cluster: enrich scaled out, compared with a cle
     });
     expect(events).toEqual(['3 instances', 'added d', 'removed b', 'killed c', 'added e']);
     expect(run.fleet.kills).toBe(1);
-    await expectSameAsCleanAndMonotonic('3 enrich instances with rebalances and a SIGKILL', run.config, run.outcome, run.ms);
+    await expectSameAsCleanAndMonotonic('3 enrich instances with rebalances and a SIGKILL', run);
   });
 
   // Once resumed, the zombie still holds documents it built before it froze. Its state writes
@@ -183,7 +185,7 @@ describe('fault suite on a Redis Cluster: enrich scaled out, compared with a cle
           await sleep(5_000);
         },
       });
-      await expectSameAsCleanAndMonotonic('zombie enrich owner', run.config, run.outcome, run.ms);
+      await expectSameAsCleanAndMonotonic('zombie enrich owner', run);
     } finally {
       zombie?.child.kill('SIGCONT');
       void fleetRef;
@@ -233,7 +235,7 @@ describe('fault suite on a Redis Cluster: enrich scaled out, compared with a cle
           expect(await rebuild(env)).toContain('rebuild: done');
         },
       });
-      await expectSameAsCleanAndMonotonic('a cluster master restarted empty + rebuild', run.config, run.outcome, run.ms);
+      await expectSameAsCleanAndMonotonic('a cluster master restarted empty + rebuild', run);
     } finally {
       await cluster.stop();
     }

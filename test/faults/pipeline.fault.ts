@@ -29,6 +29,7 @@ import {
   startProxy,
   type Fleet,
   type Input,
+  logDigest,
   type Outcome,
   type WorkerName,
 } from './support/fleet.js';
@@ -61,9 +62,10 @@ afterAll(async () => {
   await server?.close();
 });
 
-function expectSameAsClean(what: string, outcome: Outcome, ms: number): void {
-  const diffs = compare(clean, outcome);
-  console.log(`[faults] ${what}: ${diffs.length ? `${diffs.length} differences` : 'same as the clean run'}, ${(ms / 1000).toFixed(0)} s`);
+function expectSameAsClean(what: string, run: { outcome: Outcome; ms: number; fleet: Fleet }): void {
+  const diffs = compare(clean, run.outcome);
+  console.log(`[faults] ${what}: ${diffs.length ? `${diffs.length} differences` : 'same as the clean run'}, ${(run.ms / 1000).toFixed(0)} s`);
+  if (diffs.length) console.log(`[faults] ${what}: the workers' warnings and errors:\n${logDigest(run.fleet)}`);
   expect(diffs, diffs.join('\n')).toEqual([]);
 }
 
@@ -92,7 +94,7 @@ describe('fault suite: the whole pipeline compared with a clean run', () => {
     });
     expect(run.fleet.kills).toBe(20);
     for (const w of ['caption', 'enrich', 'score', 'dump']) expect(killed.filter((k) => k === w)).toHaveLength(5);
-    expectSameAsClean('SIGKILL x20', run.outcome, run.ms);
+    expectSameAsClean('SIGKILL x20', run);
   });
 
   it('the Kafka broker down while the workers start, then restarted mid-run in both phases', async () => {
@@ -117,7 +119,7 @@ describe('fault suite: the whole pipeline compared with a clean run', () => {
       // exited (runPipeline checks that throughout).
       const refused = run.fleet.history.filter((p) => p.log().includes('ECONNREFUSED')).map((p) => p.name);
       expect(new Set(refused)).toEqual(new Set(['caption', 'enrich', 'score', 'dump']));
-      expectSameAsClean('Kafka broker restarts', run.outcome, run.ms);
+      expectSameAsClean('Kafka broker restarts', run);
     } finally {
       await kafka.stop();
     }
@@ -161,7 +163,7 @@ describe('fault suite: the whole pipeline compared with a clean run', () => {
           await rebuild(env);
         },
       });
-      expectSameAsClean('Redis restarts + rebuild', run.outcome, run.ms);
+      expectSameAsClean('Redis restarts + rebuild', run);
     } finally {
       await redis.stop();
     }
@@ -178,7 +180,7 @@ describe('fault suite: the whole pipeline compared with a clean run', () => {
       phase1: () => outage(30_000, 1_500),
       phase2: () => outage(10_000, 1_000),
     });
-    expectSameAsClean('model server down 30 s (captions) and 10 s (teacher)', run.outcome, run.ms);
+    expectSameAsClean('model server down 30 s (captions) and 10 s (teacher)', run);
   });
 
   it('sustained 429s from the model server', async () => {
@@ -191,7 +193,7 @@ describe('fault suite: the whole pipeline compared with a clean run', () => {
     const before = server.stats().byStatus['429'] ?? 0;
     const run = await runPipeline(faultEnv(baseUrl()), input, { phase1: () => storm(10_000), phase2: () => storm(8_000) });
     expect((server.stats().byStatus['429'] ?? 0) - before).toBeGreaterThan(20);
-    expectSameAsClean('sustained 429s', run.outcome, run.ms);
+    expectSameAsClean('sustained 429s', run);
   });
 
   it('model answers slower than the request timeout', async () => {
@@ -202,7 +204,7 @@ describe('fault suite: the whole pipeline compared with a clean run', () => {
       server.clearScripts();
     };
     const run = await runPipeline(faultEnv(baseUrl(), { PINRICH_MODEL_TIMEOUT_MS: '1000' }), input, { phase1: () => slow(8_000), phase2: () => slow(8_000) });
-    expectSameAsClean('answers slower than the timeout', run.outcome, run.ms);
+    expectSameAsClean('answers slower than the timeout', run);
   });
 
   it('S3 unavailable for 20 s: the dump worker holds its offsets and catches up', async () => {
@@ -223,7 +225,7 @@ describe('fault suite: the whole pipeline compared with a clean run', () => {
           await proxy.restore();
         },
       });
-      expectSameAsClean('S3 down 20 s', run.outcome, run.ms);
+      expectSameAsClean('S3 down 20 s', run);
     } finally {
       await proxy.close();
     }

@@ -141,6 +141,13 @@ interface Owned {
   covered: Map<string, bigint>;
   /** Per topic, the next offset not yet taken in (applied, held or buffered). */
   next: Map<string, bigint>;
+  /**
+   * Per topic, the next offset this instance has not yet handed back to the worker (whose
+   * delivery published the batch's dead letters). Commits never pass it: a record the state
+   * covers (replayed by a rebuild, applied before a crash) still owes its dead letter, which only
+   * this pass publishes, and a commit past it would skip that record on the next rejoin.
+   */
+  delivered: Map<string, bigint>;
   pending: Pending;
   /** Batches the state refused while its marker was missing: applied first, in order, once it is back. */
   held: Pending[];
@@ -221,7 +228,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       // coordinator, and handle() must not hold the consumer for it); nothing of the partition is
       // published before it is done.
       const claim = fence ? store.claimPartition(partition) : Promise.resolve<PartitionClaim>({ epoch: 0, ready: true, offsets: new Map() });
-      const entry: Owned = { partition, claim, covered: new Map(), next: new Map(), pending: emptyPending(), held: [], fenced: false, lost: false, publishing: !deps.publisher };
+      const entry: Owned = { partition, claim, covered: new Map(), next: new Map(), delivered: new Map(), pending: emptyPending(), held: [], fenced: false, lost: false, publishing: !deps.publisher };
       if (fence && deps.publisher) void claim.then(() => claimPublishing(entry), () => undefined);
       entry.claim.then(
         (c) => {
@@ -321,10 +328,6 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       p.offsets.set(topic, next);
       o.next.set(topic, next);
     }
-    // Records the state already covered (applied before a crash, never committed to Kafka):
-    // nothing to apply, but their offsets must still be committed, or the group never catches up.
-    const covered = o.covered.get(topic);
-    if (covered !== undefined && BigInt(first.offset) < covered) toCommit.set(`${topic}\n${partition}`, { topic, partition, offset: covered.toString() });
     p.bytes += bytes;
     buffered += bytes;
     pendingBytes += bytes;
@@ -341,7 +344,30 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       catchingUp = true;
       await Promise.race([waitForFlush(), new Promise((r) => setTimeout(r, 1_000))]);
     }
-    return { outputs: [], rejected, commitOffset: null };
+    const owner = o;
+    return {
+      outputs: [],
+      rejected,
+      commitOffset: null,
+      // Runs once the worker has published this batch's dead letters.
+      commit: async () => {
+        if (owned.get(partition) !== owner || owner.fenced) return;
+        if (next > (owner.delivered.get(topic) ?? -1n)) owner.delivered.set(topic, next);
+        // Records the state already covered (applied before a crash, or by a rebuild, never
+        // committed to Kafka): nothing to apply, but their offsets must still be committed, or the
+        // group never catches up.
+        const at = commitPoint(owner, topic);
+        if (at !== undefined && BigInt(first.offset) < at) toCommit.set(`${topic}\n${partition}`, { topic, partition, offset: at.toString() });
+      },
+    };
+  }
+
+  /** Where a partition's topic may be committed: covered by the state and delivered (undefined: nowhere yet). */
+  function commitPoint(o: Owned, topic: string): bigint | undefined {
+    const covered = o.covered.get(topic);
+    const delivered = o.delivered.get(topic);
+    if (covered === undefined || delivered === undefined) return undefined;
+    return covered < delivered ? covered : delivered;
   }
 
   /** Claim the partition's transactional id; retried from the tick when Kafka refused. */
@@ -484,7 +510,11 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
           buffered -= p.bytes;
           appliedAny = true;
         }
-        if (appliedAny) for (const [topic, next] of o.covered) committed.push({ topic, partition: o.partition, offset: next.toString() });
+        if (!appliedAny) return;
+        for (const topic of o.covered.keys()) {
+          const at = commitPoint(o, topic);
+          if (at !== undefined) committed.push({ topic, partition: o.partition, offset: at.toString() });
+        }
       }),
     );
     stateMissing = [...owned.values()].some((o) => o.lost);

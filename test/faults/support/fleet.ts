@@ -292,6 +292,31 @@ export async function waitPhase2(config: Config, fleet: Fleet, timeoutMs = 240_0
 }
 
 /** The error for a phase that did not finish: the logs' tail inline, all of them in a file. */
+/**
+ * Every worker's warnings and errors, one line per (process, message) with how often it was
+ * logged: what a failed comparison prints, so a CI log tells what the workers went through.
+ */
+export function logDigest(fleet: Fleet): string {
+  const lines: string[] = [];
+  for (const [i, p] of fleet.history.entries()) {
+    const counts = new Map<string, number>();
+    for (const line of p.log().split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        const entry = JSON.parse(line) as { level?: number | string; msg?: string; partition?: number };
+        const level = typeof entry.level === 'number' ? entry.level : entry.level === 'error' ? 50 : entry.level === 'warn' ? 40 : 0;
+        if (level < 40) continue;
+        const what = `${entry.msg ?? '?'}${entry.partition === undefined ? '' : ` (partition ${entry.partition})`}`;
+        counts.set(what, (counts.get(what) ?? 0) + 1);
+      } catch {
+        // a torn line
+      }
+    }
+    for (const [what, n] of counts) lines.push(`${p.name}#${i}: ${n}x ${what.slice(0, 200)}`);
+  }
+  return lines.join('\n');
+}
+
 function timedOut(message: string, fleet: Fleet): Error {
   const file = join(mkdtempSync(join(tmpdir(), 'pinrich-fault-logs-')), 'workers.log');
   writeFileSync(file, fleet.logs());

@@ -1,0 +1,97 @@
+/**
+ * What the enrich stage tells the worker to commit, on the real Redis state.
+ *
+ * The enrich stage commits offsets from its tick, for records its state covers. A record the
+ * state covers but this instance has not handed back yet (replayed by `enrich rebuild`, or
+ * applied by an instance that crashed before its Kafka commit) still owes its dead letter, and
+ * only this pass publishes it: a commit past it would skip the record on the next rejoin, and its
+ * dead letter would be lost. So commits stop at what the worker delivered.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createRedisFromConfig, type Redis } from '../../src/adapters/redis/client.js';
+import { createRedisEnrichStore } from '../../src/adapters/redis/enrich-state.js';
+import { redisKeys } from '../../src/adapters/redis/keys.js';
+import type { Config } from '../../src/config.js';
+import { topics as topicNames } from '../../src/config.js';
+import { systemClock } from '../../src/runtime/clock.js';
+import { silentLogger } from '../../src/runtime/log.js';
+import type { InRecord, StageResult } from '../../src/runtime/stage.js';
+import { createEnrichStage } from '../../src/stages/enrich/stage.js';
+import { testConfig } from '../support/harness.js';
+
+describe.skipIf(!inject('stack'))('enrich stage commits', () => {
+  let redis: Redis;
+  let config: Config;
+  beforeAll(async () => {
+    config = testConfig();
+    redis = createRedisFromConfig(config);
+    await redis.ping();
+  });
+  afterAll(() => redis?.disconnect());
+
+  const stageOn = (prefix: string) =>
+    createEnrichStage({
+      store: createRedisEnrichStore(redis, redisKeys(prefix), 3_600, false),
+      topics: topicNames(config),
+      topK: 10,
+      windowMs: 0,
+      minePairs: false,
+      maxRecordBytes: config.maxRecordBytes,
+      requireState: true,
+      fence: true,
+      clock: systemClock,
+      log: silentLogger,
+    });
+
+  /** 100 engagement records of partition 0; the one at offset 50 is not JSON. */
+  const records = (topic: string): InRecord[] =>
+    Array.from({ length: 100 }, (_, i) => ({
+      topic,
+      partition: 0,
+      offset: String(i),
+      key: `pin-${i % 7}`,
+      value: Buffer.from(
+        i === 50
+          ? '{not json'
+          : JSON.stringify({ schema: 'engagement_event', schema_version: 1, event_id: `e-${i}`, pin_id: `pin-${i % 7}`, event_time: '2026-12-01T00:00:00.000Z', user_id: 'u', type: 'search_click', query: `query ${i % 3}` }),
+      ),
+      timestamp: Date.now(),
+    }));
+
+  const ctx = { signal: new AbortController().signal, heartbeat: async () => {} };
+  const committedAt = (r: StageResult, topic: string) => r.commitOffsets?.find((c) => c.topic === topic && c.partition === 0)?.offset;
+
+  it('never commits past a record whose dead letter the worker has not published, even when the state covers it', async () => {
+    const prefix = `${config.redisKeyPrefix}commits-${randomUUID().slice(0, 8)}:`;
+    const topic = topicNames(config).engagement;
+    const assigned = new Map([[topic, [0]]]);
+    const all = records(topic);
+    const store = createRedisEnrichStore(redis, redisKeys(prefix), 3_600, false);
+    await store.markStateReady({ source: 'fresh', at: new Date().toISOString() }, [0]);
+
+    // An instance applies all 100 records to the state, then dies before any Kafka commit.
+    const first = stageOn(prefix);
+    first.onAssignment?.(assigned);
+    expect((await first.handle(all, ctx)).rejected.map((r) => r.record.offset)).toEqual(['50']);
+    await first.flushState();
+
+    // Its successor gets them again from the committed offset (0), in two batches.
+    const next = stageOn(prefix);
+    next.onAssignment?.(assigned);
+    const a = await next.handle(all.slice(0, 40), ctx);
+    expect(a.rejected).toEqual([]);
+    // Not delivered yet: nothing is committed, although the state covers all 100.
+    expect(committedAt(await next.tick!(assigned, ctx), topic)).toBeUndefined();
+    await a.commit?.();
+    expect(committedAt(await next.tick!(assigned, ctx), topic)).toBe('40');
+
+    // The batch with the bad record: its dead letter is due from this pass (the state has the
+    // record's offset, not its dead letter), and the commit waits for its delivery.
+    const b = await next.handle(all.slice(40), ctx);
+    expect(b.rejected.map((r) => [r.record.offset, r.code])).toEqual([['50', 'malformed_json']]);
+    expect(committedAt(await next.tick!(assigned, ctx), topic) ?? '40').toBe('40');
+    await b.commit?.();
+    expect(committedAt(await next.tick!(assigned, ctx), topic)).toBe('100');
+  });
+});
