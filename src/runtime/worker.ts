@@ -62,11 +62,20 @@ export interface Worker {
   health(): { joined: boolean; crashed: boolean };
 }
 
-/**
- * Group-membership errors of the Kafka protocol: only a rejoin fixes them, not a retry.
- * REBALANCE_IN_PROGRESS is not one: kafkajs marks the batch stale and the retry loop abandons it.
- */
+/** Group-membership errors of the Kafka protocol: only a rejoin fixes them, not a retry. */
 const MEMBERSHIP_ERRORS = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'FENCED_INSTANCE_ID']);
+/**
+ * The group is rebalancing (kafkajs' own test, isRebalancing). kafkajs rejoins only once every
+ * eachBatch call has returned, and a batch's isStale() does not tell a rebalance (only a seek):
+ * a batch held through one holds the whole group's rebalance, up to the rebalance timeout.
+ */
+const REBALANCING_ERRORS = new Set(['REBALANCE_IN_PROGRESS', 'NOT_COORDINATOR_FOR_GROUP', 'ILLEGAL_GENERATION']);
+function rebalancingIn(err: unknown): boolean {
+  for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (REBALANCING_ERRORS.has(String((e as { type?: unknown }).type))) return true;
+  }
+  return false;
+}
 /**
  * The protocol error (the one with the `type`) when `err` is or wraps a membership error.
  * kafkajs wraps it in a KafkaJSNonRetriableError when its retrier gives up, but its consume loop
@@ -198,6 +207,9 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
         // the uncommitted records are redelivered to whoever owns the partition next.
         const membership = membershipErrorIn(err);
         if (membership) throw membership;
+        // A rebalance: give the batch up so this member rejoins at once (its records are
+        // redelivered to whoever owns the partition next, from the committed offset).
+        if (batch && rebalancingIn(err)) return ABANDONED;
         metrics?.batchRetries.inc(worker);
         const delay = backoffDelay(attempt, 200, 10_000);
         log.warn(`${what} failed; retrying the same batch`, { attempt, delayMs: Math.round(delay), error: describeError(err) });
@@ -205,7 +217,8 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
         else {
           for (let left = delay; left > 0 && batch.isRunning() && !batch.isStale(); left -= 2_000) {
             await sleep(Math.min(left, 2_000), abort.signal);
-            await batch.heartbeat().catch(() => {}); // a rebalance in progress: isStale() tells
+            const beat = await batch.heartbeat().then(() => undefined, (e: unknown) => e);
+            if (beat !== undefined && (rebalancingIn(beat) || membershipErrorIn(beat))) return ABANDONED; // the next fetch rejoins
           }
         }
       }

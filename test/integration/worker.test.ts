@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createKafka, createPublisher, type Publisher } from '../../src/adapters/kafka/client.js';
 import { systemClock } from '../../src/runtime/clock.js';
 import { createLogger } from '../../src/runtime/log.js';
+import { PinrichError } from '../../src/errors.js';
 import { EMPTY_RESULT, type InRecord, type Stage } from '../../src/runtime/stage.js';
 import { startWorker } from '../../src/runtime/worker.js';
 import { caughtUp, produce, setupTopics, testConfig, waitFor } from '../support/harness.js';
@@ -59,5 +60,57 @@ describe('consume loop', () => {
     // crash it for good), and the worker reports itself healthy.
     expect(lines.filter((l) => l.includes('Crash:') || l.includes('consumer crashed'))).toEqual([]);
     expect(worker.health()).toEqual({ joined: true, crashed: false });
+  }, 120_000);
+
+  it('a batch held by a failing stage is given up when the group rebalances: a joining member gets its partitions at once', async () => {
+    const config = testConfig();
+    const t = await setupTopics(config);
+    await produce(config, t.pairs, Array.from({ length: 40 }, (_, i) => ({ key: `k${i}`, value: { n: i } })));
+    const lines: string[] = [];
+    const log = createLogger('warn', {}, (line) => lines.push(line));
+    const kafka = createKafka(config, log);
+    const publisher: Publisher = await createPublisher(kafka);
+    cleanups.push(() => publisher.close());
+    const groupId = `${config.groupPrefix}.held`;
+
+    // The first member's stage fails every batch (its infrastructure is down): the worker holds
+    // the batch and retries it, heartbeating.
+    let heldCalls = 0;
+    const failing: Stage = {
+      name: 'score',
+      async handle() {
+        heldCalls++;
+        throw new PinrichError('state_unavailable', 'down for this test', { retriable: true });
+      },
+      async close() {},
+    };
+    const held = await startWorker({ kafka, groupId, topics: [t.pairs], stage: failing, publisher, log, clock: systemClock, sessionTimeoutMs: 6_000 });
+    cleanups.push(() => held.stop());
+    await waitFor('the first member to hold a batch', async () => heldCalls >= 2, 30_000, 200);
+
+    // A second member joins. The group's rebalance waits for every member to rejoin, and kafkajs
+    // rejoins only once the held batch returns: held through the rebalance, it would keep the
+    // newcomer waiting for the whole rebalance timeout (60 s), then evict the first member.
+    const handled = new Set<number>();
+    const working: Stage = {
+      name: 'score',
+      async handle(batch: InRecord[]) {
+        for (const r of batch) handled.add(r.partition);
+        return EMPTY_RESULT;
+      },
+      async close() {},
+    };
+    const joined = Date.now();
+    const second = await startWorker({ kafka, groupId, topics: [t.pairs], stage: working, publisher, log, clock: systemClock, sessionTimeoutMs: 6_000 });
+    cleanups.push(() => second.stop());
+    await waitFor('the second member to consume its partition', async () => handled.size > 0, 40_000, 200);
+    const waitedMs = Date.now() - joined;
+    // Both are members after the rebalance: the first one rejoined rather than being evicted.
+    const admin = kafka.admin();
+    await admin.connect();
+    const { groups } = await admin.describeGroups([groupId]).finally(() => admin.disconnect());
+    expect(groups[0]?.members).toHaveLength(2);
+    expect(held.health()).toEqual({ joined: true, crashed: false });
+    console.log(`[worker] the newcomer consumed ${(waitedMs / 1000).toFixed(1)} s after joining (rebalance timeout 60 s)`);
   }, 120_000);
 });

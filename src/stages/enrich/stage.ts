@@ -35,7 +35,7 @@ import { imageKeyOf } from '../../core/image-key.js';
 import { PinrichError } from '../../errors.js';
 import type { Clock } from '../../runtime/clock.js';
 import type { Logger } from '../../runtime/log.js';
-import type { InRecord, Rejection, Stage, StageResult } from '../../runtime/stage.js';
+import type { InRecord, Rejection, Stage, StageContext, StageResult } from '../../runtime/stage.js';
 import type { EnrichStateStore, FlushCommit, PartitionClaim, PinOp, Published, StoredPin } from './ports.js';
 
 export interface EnrichStageDeps {
@@ -251,7 +251,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     ops.push(op);
   }
 
-  async function handle(batch: InRecord[]): Promise<StageResult> {
+  async function handle(batch: InRecord[], ctx?: StageContext): Promise<StageResult> {
     if (stateMissing && deps.requireState) throw stateMissingError();
     const rejected: Rejection[] = [];
     const first = batch[0];
@@ -343,6 +343,8 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       if (clock.now() > waitUntil) throw new PinrichError('state_unavailable', 'enrich state flushes are not draining the buffer (is Redis reachable?); holding offsets', { retriable: true });
       catchingUp = true;
       await Promise.race([waitForFlush(), new Promise((r) => setTimeout(r, 1_000))]);
+      // Stay in the group while held; a rebalance ends the wait (the worker gives the batch up).
+      await ctx?.heartbeat();
     }
     const owner = o;
     return {
@@ -689,7 +691,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     name: 'enrich',
     commitsOnTick: true,
     stats: () => ({ ...stats }),
-    handle: (batch) => handle(batch),
+    handle: (batch, ctx) => handle(batch, ctx),
     tick: (assigned) => tick(assigned),
     /** Write everything buffered to the state now (`pinrich enrich rebuild`, after each batch). */
     async flushState() {
