@@ -40,6 +40,8 @@ export interface ConsumerSettings {
   maxBatchRecords: number;
   /** Period of the stage's `tick`, for stages that have one. */
   tickMs?: number;
+  /** Partition N of every input topic to the same instance (the co-partitioned enrich inputs). */
+  coPartitioned?: boolean;
 }
 
 /** What a worker's wiring gets from the composition root: shared clients, one per process. */
@@ -123,7 +125,8 @@ const enrich: WorkerDefinition<'enrich'> = {
   outputs: (t) => [t.enriched, t.pairs],
   usesEnrichState: true,
   // Large batches (cheap records, Redis round trips amortised) and a short flush tick.
-  consumer: (_config, { tickMs }) => ({ partitionsConsumedConcurrently: 2, maxBatchRecords: 2_000, tickMs: tickMs ?? 100 }),
+  // Partition N of its three inputs is one unit of state (one owner): assigned together.
+  consumer: (_config, { tickMs }) => ({ partitionsConsumedConcurrently: 2, maxBatchRecords: 2_000, tickMs: tickMs ?? 100, coPartitioned: true }),
   async wire({ config, kafka, redis, log, clock }) {
     const [{ createRedisEnrichStore }, { createEnrichStage }, { createPartitionedPublisher }] = await Promise.all([
       import('./adapters/redis/enrich-state.js'),

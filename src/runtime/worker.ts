@@ -12,6 +12,7 @@
 import { setMaxListeners } from 'node:events';
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import type { OutMessage, Publisher } from '../adapters/kafka/client.js';
+import { CoPartitionedAssigner } from '../adapters/kafka/co-partitioned-assigner.js';
 import { isTransientKafkaError, untilKafkaAnswers } from '../adapters/kafka/transient.js';
 import { describeError } from '../errors.js';
 import type { Clock } from './clock.js';
@@ -37,6 +38,11 @@ export interface WorkerOptions {
   tickMs?: number;
   /** Records handed to the stage at once; kafkajs batches are split into chunks of this size. */
   maxBatchRecords?: number;
+  /**
+   * Partition N of every input topic goes to the same instance (adapters/kafka/co-partitioned-assigner.ts):
+   * for a stage whose unit of work is an input partition across its topics (enrich).
+   */
+  coPartitioned?: boolean;
   /** Prometheus instruments (records, dead letters, batch time, lag), labelled worker=<stage name>. */
   metrics?: PipelineMetrics;
   /**
@@ -100,6 +106,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     heartbeatInterval: 3_000,
     maxBytesPerPartition: 1024 * 1024,
     allowAutoTopicCreation: false,
+    ...(opts.coPartitioned ? { partitionAssigners: [CoPartitionedAssigner] } : {}),
   });
   const abort = new AbortController();
   // Every in-flight model call and backoff sleep listens on this signal: many at once is normal.

@@ -10,6 +10,7 @@ import { createLogger } from '../../src/runtime/log.js';
 import { PinrichError } from '../../src/errors.js';
 import { EMPTY_RESULT, type InRecord, type Stage } from '../../src/runtime/stage.js';
 import { startWorker } from '../../src/runtime/worker.js';
+import { subscriptionOf } from '../../src/workers.js';
 import { caughtUp, produce, setupTopics, testConfig, waitFor } from '../support/harness.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -60,6 +61,52 @@ describe('consume loop', () => {
     // crash it for good), and the worker reports itself healthy.
     expect(lines.filter((l) => l.includes('Crash:') || l.includes('consumer crashed'))).toEqual([]);
     expect(worker.health()).toEqual({ joined: true, crashed: false });
+  }, 120_000);
+
+  it("enrich's group assigns partition N of all three inputs to one instance, whatever the instance count", async () => {
+    const config = testConfig({ PINRICH_TOPIC_PARTITIONS: '4' });
+    await setupTopics(config);
+    const log = createLogger('warn', {}, () => {});
+    const kafka = createKafka(config, log);
+    const publisher: Publisher = await createPublisher(kafka);
+    cleanups.push(() => publisher.close());
+    const idle: Stage = { name: 'enrich', handle: async () => EMPTY_RESULT, async close() {} };
+    // The enrich worker's own subscription (its three inputs, its consumer settings).
+    const sub = subscriptionOf('enrich', config);
+    expect(sub.topics).toHaveLength(3);
+    const admin = kafka.admin();
+    await admin.connect();
+    cleanups.push(() => admin.disconnect());
+    const members = async () => {
+      const { groups } = await admin.describeGroups([sub.groupId]);
+      const { AssignerProtocol } = await import('kafkajs');
+      return (groups[0]?.members ?? []).map((m) => AssignerProtocol.MemberAssignment.decode(m.memberAssignment)?.assignment ?? {});
+    };
+    // 2 then 3 instances (3 does not divide 4: kafkajs' round robin would split partition 0's topics).
+    let started = 0;
+    for (const count of [2, 3]) {
+      for (; started < count; started++) {
+        const w = await startWorker({ ...sub, kafka, stage: idle, publisher, log, clock: systemClock, sessionTimeoutMs: 6_000 });
+        cleanups.push(() => w.stop());
+      }
+      // Every member holding something: the rebalance for the newest one is done.
+      const assignments = await waitFor(`an assignment of ${count} members`, async () => {
+        const m = await members();
+        return m.length === count && m.every((a) => Object.values(a).some((parts) => parts.length > 0)) ? m : undefined;
+      }, 60_000, 200);
+      const owners = new Map<number, Set<number>>(); // partition -> member indexes holding it (any topic)
+      const seen: string[] = [];
+      assignments.forEach((a, member) => {
+        for (const [topic, parts] of Object.entries(a)) {
+          for (const p of parts) {
+            (owners.get(p) ?? owners.set(p, new Set()).get(p)!).add(member);
+            seen.push(`${topic}:${p}`);
+          }
+        }
+      });
+      expect(seen.sort()).toEqual(sub.topics.flatMap((t) => [0, 1, 2, 3].map((p) => `${t}:${p}`)).sort());
+      for (const [p, holders] of owners) expect(holders.size, `partition ${p} is held by ${holders.size} members`).toBe(1);
+    }
   }, 120_000);
 
   it('a batch held by a failing stage is given up when the group rebalances: a joining member gets its partitions at once', async () => {
