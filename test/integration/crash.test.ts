@@ -66,6 +66,8 @@ describe('enrich worker process', () => {
       for (const pin of expected.keys()) n += (await store.counts(pin, partitions)).engagements;
       return n;
     };
+    const started = Date.now();
+    const step = (what: string) => console.log(`[crash] ${what} at ${((Date.now() - started) / 1000).toFixed(1)} s`);
     try {
       for (const killAfter of [6_000, 12_000]) {
         const child = startWorkerProcess(env);
@@ -77,12 +79,14 @@ describe('enrich worker process', () => {
         await new Promise((r) => setTimeout(r, 30 + Math.random() * 60));
         child.kill('SIGKILL');
         await once(child, 'exit');
+        step(`SIGKILL with ${await counted()} events counted`);
       }
       expect(await counted()).toBeLessThan(48_000); // the kills really were mid-stream
 
       const child = startWorkerProcess(env);
       try {
         await waitFor('the group to catch up', () => caughtUp(config, `${config.groupPrefix}.enrich`, [t.pinEvents, t.engagement]), 120_000, 500);
+        step('caught up');
         for (const [pin, want] of expected) expect(await store.counts(pin, partitions), pin).toEqual(want);
         // The published documents agree with the state (latest version per pin).
         const total = [...expected.values()].reduce((a, x) => a + x.engagements, 0);
@@ -92,6 +96,7 @@ describe('enrich worker process', () => {
           const sum = [...docs.values()].reduce((a, v) => a + (v ? JSON.parse(v).engagement_count : 0), 0);
           return sum === total;
         }, 60_000, 1_000);
+        step('documents reflect every event');
       } finally {
         child.kill('SIGTERM');
         await once(child, 'exit');

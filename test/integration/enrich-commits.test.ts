@@ -9,6 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { PartitionedPublisher } from '../../src/adapters/kafka/client.js';
 import { createRedisFromConfig, type Redis } from '../../src/adapters/redis/client.js';
 import { createRedisEnrichStore } from '../../src/adapters/redis/enrich-state.js';
 import { redisKeys } from '../../src/adapters/redis/keys.js';
@@ -18,7 +19,7 @@ import { systemClock } from '../../src/runtime/clock.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import type { InRecord, StageResult } from '../../src/runtime/stage.js';
 import { createEnrichStage } from '../../src/stages/enrich/stage.js';
-import { testConfig } from '../support/harness.js';
+import { testConfig, waitFor } from '../support/harness.js';
 
 describe.skipIf(!inject('stack'))('enrich stage commits', () => {
   let redis: Redis;
@@ -30,8 +31,9 @@ describe.skipIf(!inject('stack'))('enrich stage commits', () => {
   });
   afterAll(() => redis?.disconnect());
 
-  const stageOn = (prefix: string) =>
+  const stageOn = (prefix: string, publisher?: PartitionedPublisher) =>
     createEnrichStage({
+      ...(publisher ? { publisher } : {}),
       store: createRedisEnrichStore(redis, redisKeys(prefix), 3_600, false),
       topics: topicNames(config),
       topK: 10,
@@ -93,5 +95,24 @@ describe.skipIf(!inject('stack'))('enrich stage commits', () => {
     expect(committedAt(await next.tick!(assigned, ctx), topic) ?? '40').toBe('40');
     await b.commit?.();
     expect(committedAt(await next.tick!(assigned, ctx), topic)).toBe('100');
+  });
+
+  it('claims every assigned partition on assignment, before any record of it arrives', async () => {
+    // A crashed owner's open transaction on pins.enriched holds back every read_committed reader
+    // until the next owner's claim (InitProducerId) aborts it: a partition with no new input
+    // must be claimed too.
+    const prefix = `${config.redisKeyPrefix}claims-${randomUUID().slice(0, 8)}:`;
+    const t = topicNames(config);
+    const claimed: number[] = [];
+    const publisher: PartitionedPublisher = {
+      claim: async (p) => void claimed.push(p),
+      release: async () => {},
+      publish: async () => 'published',
+      close: async () => {},
+    };
+    const stage = stageOn(prefix, publisher);
+    stage.onAssignment?.(new Map([[t.pinEvents, [1, 3]], [t.engagement, [1, 3]], [t.captions, [1, 3]]]));
+    await waitFor('both partitions claimed', async () => claimed.length >= 2, 10_000, 20);
+    expect(claimed.sort()).toEqual([1, 3]);
   });
 });

@@ -608,6 +608,8 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     }
     const partitions = new Set<number>();
     for (const [topic, parts] of assigned) if (topic === topics.pinEvents || topic === topics.engagement || topic === topics.captions) parts.forEach((p) => partitions.add(p));
+    // Every assigned partition is claimed, records or not (see onAssignment); a claim that failed is retried here.
+    if (fence) for (const p of partitions) if (!owned.has(p) && (!assignedPartitions || assignedPartitions.has(p))) ownedPartition(p);
     const epochs = new Map<number, number>();
     /**
      * The entries this tick works with: a rejoin during the tick replaces them, and what the old
@@ -718,6 +720,11 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       pendingBytes = 0;
       pendingSince = undefined;
       signalFlushed();
+      // Claim every assigned partition now, not on its first batch: the claim's InitProducerId
+      // aborts what a crashed owner left open in the partition's transaction. A partition whose
+      // input was all committed sends no batch, and its open transaction would hold back every
+      // read_committed reader of pins.enriched (the last stable offset) until it timed out.
+      if (fence) for (const p of kept) ownedPartition(p);
     },
     ...(deps.publisher ? { partitionedPublisher: deps.publisher } : {}),
     async close() {
