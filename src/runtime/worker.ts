@@ -10,7 +10,7 @@
  * records: the same batch is retried with backoff until it succeeds or the worker stops.
  */
 import { setMaxListeners } from 'node:events';
-import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import { PartitionAssigners, type Consumer, type EachBatchPayload, type Kafka } from 'kafkajs';
 import type { OutMessage, Publisher } from '../adapters/kafka/client.js';
 import { CoPartitionedAssigner } from '../adapters/kafka/co-partitioned-assigner.js';
 import { isTransientKafkaError, untilKafkaAnswers } from '../adapters/kafka/transient.js';
@@ -106,7 +106,9 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     heartbeatInterval: 3_000,
     maxBytesPerPartition: 1024 * 1024,
     allowAutoTopicCreation: false,
-    ...(opts.coPartitioned ? { partitionAssigners: [CoPartitionedAssigner] } : {}),
+    // Round robin second: only chosen while a member of an older pinrich (round robin alone) is in
+    // the group, so a rolling upgrade can join; once every member offers both, this one is chosen.
+    ...(opts.coPartitioned ? { partitionAssigners: [CoPartitionedAssigner, PartitionAssigners.roundRobin] } : {}),
   });
   const abort = new AbortController();
   // Every in-flight model call and backoff sleep listens on this signal: many at once is normal.

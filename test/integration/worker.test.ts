@@ -109,6 +109,33 @@ describe('consume loop', () => {
     }
   }, 120_000);
 
+  it("enrich's group admits a member of an older pinrich (round robin only) during a rolling upgrade", async () => {
+    const config = testConfig();
+    await setupTopics(config);
+    const log = createLogger('warn', {}, () => {});
+    const kafka = createKafka(config, log);
+    const publisher: Publisher = await createPublisher(kafka);
+    cleanups.push(() => publisher.close());
+    const sub = subscriptionOf('enrich', config);
+    const idle: Stage = { name: 'enrich', handle: async () => EMPTY_RESULT, async close() {} };
+    const current = await startWorker({ ...sub, kafka, stage: idle, publisher, log, clock: systemClock, sessionTimeoutMs: 6_000 });
+    cleanups.push(() => current.stop());
+    const older = kafka.consumer({ groupId: sub.groupId, sessionTimeout: 6_000 }); // kafkajs' default assigner only
+    cleanups.push(() => older.disconnect());
+    await older.connect();
+    for (const topic of sub.topics) await older.subscribe({ topic, fromBeginning: true });
+    await older.run({ eachBatch: async () => {} });
+    const admin = kafka.admin();
+    await admin.connect();
+    cleanups.push(() => admin.disconnect());
+    const group = await waitFor('both members in the group', async () => {
+      const { groups } = await admin.describeGroups([sub.groupId]);
+      return groups[0]?.members.length === 2 && groups[0].state === 'Stable' ? groups[0] : undefined;
+    }, 60_000, 200);
+    expect(group.protocol).toBe('RoundRobinAssigner');
+    expect(current.health()).toEqual({ joined: true, crashed: false });
+  }, 120_000);
+
   it('a batch held by a failing stage is given up when the group rebalances: a joining member gets its partitions at once', async () => {
     const config = testConfig();
     const t = await setupTopics(config);

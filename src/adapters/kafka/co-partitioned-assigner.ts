@@ -10,8 +10,9 @@
  * claims partition 0 from the other, and neither makes progress.
  *
  * Partitions go to the members (sorted by member id) in turn, partition N to member N mod count.
- * Every member of the group must use it: a member offering only another assigner cannot join
- * (INCONSISTENT_GROUP_PROTOCOL), which stops a mixed group instead of splitting partitions.
+ * The worker offers kafkajs' round robin as its second choice: the group picks a protocol every
+ * member offers, so during a rolling upgrade from a pinrich without this assigner the group runs
+ * round robin (as before), and this one once every member offers it.
  */
 import { AssignerProtocol, type Assigner, type PartitionAssigner } from 'kafkajs';
 
