@@ -97,7 +97,7 @@ describe.skipIf(!inject('stack'))('enrich stage commits', () => {
     expect(committedAt(await next.tick!(assigned, ctx), topic)).toBe('100');
   });
 
-  it('claims every assigned partition on assignment, before any record of it arrives', async () => {
+  it('claims every assigned partition on its first tick, before any record of it arrives', async () => {
     // A crashed owner's open transaction on pins.enriched holds back every read_committed reader
     // until the next owner's claim (InitProducerId) aborts it: a partition with no new input
     // must be claimed too.
@@ -110,8 +110,12 @@ describe.skipIf(!inject('stack'))('enrich stage commits', () => {
       publish: async () => 'published',
       close: async () => {},
     };
+    await createRedisEnrichStore(redis, redisKeys(prefix), 3_600, false).markStateReady({ source: 'fresh', at: new Date().toISOString() }, [1, 3]);
     const stage = stageOn(prefix, publisher);
-    stage.onAssignment?.(new Map([[t.pinEvents, [1, 3]], [t.engagement, [1, 3]], [t.captions, [1, 3]]]));
+    const assigned = new Map([[t.pinEvents, [1, 3]], [t.engagement, [1, 3]], [t.captions, [1, 3]]]);
+    stage.onAssignment?.(assigned);
+    // The first tick after the assignment claims them (no record of either has arrived).
+    await stage.tick!(assigned, ctx);
     await waitFor('both partitions claimed', async () => claimed.length >= 2, 10_000, 20);
     expect(claimed.sort()).toEqual([1, 3]);
   });

@@ -608,7 +608,12 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     }
     const partitions = new Set<number>();
     for (const [topic, parts] of assigned) if (topic === topics.pinEvents || topic === topics.engagement || topic === topics.captions) parts.forEach((p) => partitions.add(p));
-    // Every assigned partition is claimed, records or not (see onAssignment); a claim that failed is retried here.
+    // Every assigned partition is claimed on the first tick after the assignment, records or not:
+    // the claim's InitProducerId aborts what a crashed owner left open in the partition's
+    // transaction, and a partition whose input was all committed sends no batch, while its open
+    // transaction holds every read_committed reader of pins.enriched at the last stable offset
+    // until it times out. A claim that failed is retried here too. (Claiming inside onAssignment,
+    // at the group join itself, left a slow-starting worker's commits stuck: measured, dropped.)
     if (fence) for (const p of partitions) if (!owned.has(p) && (!assignedPartitions || assignedPartitions.has(p))) ownedPartition(p);
     const epochs = new Map<number, number>();
     /**
@@ -720,11 +725,6 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       pendingBytes = 0;
       pendingSince = undefined;
       signalFlushed();
-      // Claim every assigned partition now, not on its first batch: the claim's InitProducerId
-      // aborts what a crashed owner left open in the partition's transaction. A partition whose
-      // input was all committed sends no batch, and its open transaction would hold back every
-      // read_committed reader of pins.enriched (the last stable offset) until it timed out.
-      if (fence) for (const p of kept) ownedPartition(p);
     },
     ...(deps.publisher ? { partitionedPublisher: deps.publisher } : {}),
     async close() {
