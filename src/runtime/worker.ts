@@ -76,11 +76,14 @@ const MEMBERSHIP_ERRORS = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'F
  * a batch held through one holds the whole group's rebalance, up to the rebalance timeout.
  */
 const REBALANCING_ERRORS = new Set(['REBALANCE_IN_PROGRESS', 'NOT_COORDINATOR_FOR_GROUP', 'ILLEGAL_GENERATION']);
-function rebalancingIn(err: unknown): boolean {
+const rebalancingIn = (err: unknown): boolean => protocolErrorIn(err, REBALANCING_ERRORS) !== undefined;
+
+/** The Kafka protocol error (the one with the `type`) of one of `types` that `err` is or wraps. */
+function protocolErrorIn(err: unknown, types: ReadonlySet<string>): Error | undefined {
   for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (REBALANCING_ERRORS.has(String((e as { type?: unknown }).type))) return true;
+    if (types.has(String((e as { type?: unknown }).type))) return e as Error;
   }
-  return false;
+  return undefined;
 }
 /**
  * The protocol error (the one with the `type`) when `err` is or wraps a membership error.
@@ -88,10 +91,7 @@ function rebalancingIn(err: unknown): boolean {
  * rejoins only on the bare error: the wrapper would crash the consumer for good.
  */
 function membershipErrorIn(err: unknown): Error | undefined {
-  for (let e = err, depth = 0; typeof e === 'object' && e !== null && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    if (MEMBERSHIP_ERRORS.has(String((e as { type?: unknown }).type))) return e as Error;
-  }
-  return undefined;
+  return protocolErrorIn(err, MEMBERSHIP_ERRORS);
 }
 
 /** What withRetry returns when it gave a batch up (see there). */

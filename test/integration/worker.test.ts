@@ -5,6 +5,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { createKafka, createPublisher, type Publisher } from '../../src/adapters/kafka/client.js';
+import type { Config } from '../../src/config.js';
 import { systemClock } from '../../src/runtime/clock.js';
 import { createLogger } from '../../src/runtime/log.js';
 import { PinrichError } from '../../src/errors.js';
@@ -18,6 +19,15 @@ afterAll(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
+/** A Kafka client and publisher for `config`, closed after the file; `lines` gets the log lines. */
+async function kafkaFor(config: Config, lines: string[] = []) {
+  const log = createLogger('warn', {}, (line) => lines.push(line));
+  const kafka = createKafka(config, log);
+  const publisher: Publisher = await createPublisher(kafka);
+  cleanups.push(() => publisher.close());
+  return { log, kafka, publisher };
+}
+
 describe('consume loop', () => {
   it('a member evicted during a long batch rejoins, gets the batch again and commits it', async () => {
     const config = testConfig();
@@ -25,10 +35,7 @@ describe('consume loop', () => {
     await produce(config, t.pairs, Array.from({ length: 20 }, (_, i) => ({ key: `k${i}`, value: { n: i } })));
 
     const lines: string[] = [];
-    const log = createLogger('warn', {}, (line) => lines.push(line));
-    const kafka = createKafka(config, log);
-    const publisher: Publisher = await createPublisher(kafka);
-    cleanups.push(() => publisher.close());
+    const { log, kafka, publisher } = await kafkaFor(config, lines);
 
     const sessionTimeoutMs = 6_000; // the broker's minimum
     const handled: string[] = [];
@@ -66,10 +73,7 @@ describe('consume loop', () => {
   it("enrich's group assigns partition N of all three inputs to one instance, whatever the instance count", async () => {
     const config = testConfig({ PINRICH_TOPIC_PARTITIONS: '4' });
     await setupTopics(config);
-    const log = createLogger('warn', {}, () => {});
-    const kafka = createKafka(config, log);
-    const publisher: Publisher = await createPublisher(kafka);
-    cleanups.push(() => publisher.close());
+    const { log, kafka, publisher } = await kafkaFor(config);
     const idle: Stage = { name: 'enrich', handle: async () => EMPTY_RESULT, async close() {} };
     // The enrich worker's own subscription (its three inputs, its consumer settings).
     const sub = subscriptionOf('enrich', config);
@@ -112,10 +116,7 @@ describe('consume loop', () => {
   it("enrich's group admits a member of an older pinrich (round robin only) during a rolling upgrade", async () => {
     const config = testConfig();
     await setupTopics(config);
-    const log = createLogger('warn', {}, () => {});
-    const kafka = createKafka(config, log);
-    const publisher: Publisher = await createPublisher(kafka);
-    cleanups.push(() => publisher.close());
+    const { log, kafka, publisher } = await kafkaFor(config);
     const sub = subscriptionOf('enrich', config);
     const idle: Stage = { name: 'enrich', handle: async () => EMPTY_RESULT, async close() {} };
     const current = await startWorker({ ...sub, kafka, stage: idle, publisher, log, clock: systemClock, sessionTimeoutMs: 6_000 });
@@ -141,10 +142,7 @@ describe('consume loop', () => {
     const t = await setupTopics(config);
     await produce(config, t.pairs, Array.from({ length: 40 }, (_, i) => ({ key: `k${i}`, value: { n: i } })));
     const lines: string[] = [];
-    const log = createLogger('warn', {}, (line) => lines.push(line));
-    const kafka = createKafka(config, log);
-    const publisher: Publisher = await createPublisher(kafka);
-    cleanups.push(() => publisher.close());
+    const { log, kafka, publisher } = await kafkaFor(config, lines);
     const groupId = `${config.groupPrefix}.held`;
 
     // The first member's stage fails every batch (its infrastructure is down): the worker holds

@@ -36,11 +36,7 @@ export const CoPartitionedAssigner: PartitionAssigner = ({ cluster }): Assigner 
   version: 0,
   async assign({ members, topics }) {
     const counts = new Map(topics.map((t) => [t, cluster.findTopicPartitionMetadata(t).length] as const));
-    const assignment = coPartitionedAssignment(
-      members.map((m) => m.memberId),
-      counts,
-    );
-    return [...assignment].map(([memberId, topicPartitions]) => ({
+    return [...coPartitionedAssignment(members.map((m) => m.memberId), counts)].map(([memberId, topicPartitions]) => ({
       memberId,
       memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 0, assignment: topicPartitions, userData: Buffer.alloc(0) }),
     }));

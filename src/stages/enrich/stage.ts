@@ -614,7 +614,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     // transaction holds every read_committed reader of pins.enriched at the last stable offset
     // until it times out. A claim that failed is retried here too. (Claiming inside onAssignment,
     // at the group join itself, left a slow-starting worker's commits stuck: measured, dropped.)
-    if (fence) for (const p of partitions) if (!owned.has(p) && (!assignedPartitions || assignedPartitions.has(p))) ownedPartition(p);
+    if (fence) for (const p of partitions) if (!owned.has(p)) ownedPartition(p);
     const epochs = new Map<number, number>();
     /**
      * The entries this tick works with: a rejoin during the tick replaces them, and what the old
