@@ -7,7 +7,8 @@
  * The view reads only the largest version of each, so a row is never counted twice.
  */
 import { basename, dirname } from 'node:path';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBConnection } from '@duckdb/node-api';
+import { openDuckDB } from '../adapters/duckdb/instance.js';
 import { PARQUET_LABEL_COLUMNS } from '../../schemas/parquet-label.js';
 import { parseDumpObjectName } from '../stages/dump/stage.js';
 import { listParquetFiles } from './sync.js';
@@ -41,7 +42,7 @@ const sqlString = (s: string) => `'${s.replace(/'/g, "''")}'`;
 /** An in-memory DuckDB with the view `labels` over the cached files under `labelsDir`. */
 export async function openLabels(labelsDir: string): Promise<LabelsDb> {
   const files = currentVersions(await listParquetFiles(labelsDir));
-  const instance = await DuckDBInstance.create(':memory:');
+  const instance = await openDuckDB();
   const conn = await instance.connect();
   try {
     if (files.length > 0) {

@@ -24,7 +24,8 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DuckDBInstance, timestampValue, type DuckDBAppender, type DuckDBConnection } from '@duckdb/node-api';
+import type { DuckDBAppender, DuckDBConnection } from '@duckdb/node-api';
+import { loadDuckDB, type DuckDBModule } from '../../adapters/duckdb/instance.js';
 import type { Label } from '../../../schemas/label.js';
 import { PARQUET_LABEL_COLUMNS } from '../../../schemas/parquet-label.js';
 
@@ -108,7 +109,9 @@ export const LABEL_COLUMNS_DDL = PARQUET_LABEL_COLUMNS.map((c) => `"${c.name}" $
 export async function createParquetWriter(): Promise<ParquetWriter> {
   // One thread: DuckDB's work (JSON reading, zstd) is off the main thread either way, and a
   // second thread spent more CPU per row than it saved on a machine shared with Kafka.
-  const instance = await DuckDBInstance.create(':memory:', { threads: '1' });
+  const duckdb = await loadDuckDB();
+  const instance = await duckdb.DuckDBInstance.create(':memory:', { threads: '1' });
+  const appenders = appendersOf(duckdb.timestampValue);
   const conn = await instance.connect();
   // The blocks' tables in a compressed in-memory database: four 50,000-row blocks took ~70 MB
   // less RSS than in the default (uncompressed) one, at no CPU cost we could measure.
@@ -129,7 +132,7 @@ export async function createParquetWriter(): Promise<ParquetWriter> {
     if (lines.length === 0) return;
     if (await insertNdjson(conn, table, source, lines, join(dir, `rows-${++seq}.ndjson`))) return;
     cellByCellBatches++;
-    await appendRowsOneByOne(conn, table, lines.map((l) => rowOfLine(l, source)));
+    await appendRowsOneByOne(conn, table, lines.map((l) => rowOfLine(l, source)), appenders);
   }
   return {
     write: (source, lines) =>
@@ -230,14 +233,14 @@ const selectList = (s: Source) => PARQUET_LABEL_COLUMNS.map((c) => COLUMN_SQL[c.
 const sqlString = (s: string) => `'${s.replace(/'/g, "''")}'`;
 
 /** The appender, one cell at a time: for a batch DuckDB's JSON reader refused. */
-async function appendRowsOneByOne(conn: DuckDBConnection, table: string, rows: readonly LabelRow[]): Promise<void> {
+async function appendRowsOneByOne(conn: DuckDBConnection, table: string, rows: readonly LabelRow[], appenders: readonly Append[]): Promise<void> {
   const appender = await conn.createAppender(table);
   try {
     for (const row of rows) {
       for (let c = 0; c < COLUMN_NAMES.length; c++) {
         const v = row[COLUMN_NAMES[c]!];
         if (v === null) appender.appendNull();
-        else APPENDERS[c]!(appender, v);
+        else appenders[c]!(appender, v);
       }
       appender.endRow();
     }
@@ -259,21 +262,22 @@ async function copyToParquet(conn: DuckDBConnection, table: string, file: string
 type Append = (a: DuckDBAppender, v: string | number | bigint) => void;
 const COLUMN_NAMES: readonly ColumnName[] = PARQUET_LABEL_COLUMNS.map((c) => c.name);
 /** One appender call per column, chosen once from the layout (not per cell). */
-const APPENDERS: readonly Append[] = PARQUET_LABEL_COLUMNS.map((col): Append => {
-  switch (col.type as string) {
-    case 'VARCHAR':
-      return (a, v) => a.appendVarchar(typeof v === 'string' ? v : String(v));
-    case 'TINYINT':
-      return (a, v) => a.appendTinyInt(Number(v));
-    case 'INTEGER':
-      return (a, v) => a.appendInteger(Number(v));
-    case 'BIGINT':
-      return (a, v) => a.appendBigInt(typeof v === 'bigint' ? v : BigInt(v));
-    case 'DOUBLE':
-      return (a, v) => a.appendDouble(Number(v));
-    case 'TIMESTAMP':
-      return (a, v) => a.appendTimestamp(timestampValue(BigInt(v) * 1000n));
-    default:
-      throw new Error(`parquet-label column type ${col.type} has no appender mapping`);
-  }
-});
+const appendersOf = (timestampValue: DuckDBModule['timestampValue']): readonly Append[] =>
+  PARQUET_LABEL_COLUMNS.map((col): Append => {
+    switch (col.type as string) {
+      case 'VARCHAR':
+        return (a, v) => a.appendVarchar(typeof v === 'string' ? v : String(v));
+      case 'TINYINT':
+        return (a, v) => a.appendTinyInt(Number(v));
+      case 'INTEGER':
+        return (a, v) => a.appendInteger(Number(v));
+      case 'BIGINT':
+        return (a, v) => a.appendBigInt(typeof v === 'bigint' ? v : BigInt(v));
+      case 'DOUBLE':
+        return (a, v) => a.appendDouble(Number(v));
+      case 'TIMESTAMP':
+        return (a, v) => a.appendTimestamp(timestampValue(BigInt(v) * 1000n));
+      default:
+        throw new Error(`parquet-label column type ${col.type} has no appender mapping`);
+    }
+  });
