@@ -108,6 +108,13 @@ const ZERO_USAGE: TokenUsage = Object.freeze({ prompt_tokens: 0, completion_toke
 export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): ScoreStats } {
   const { teacher, cache, documents, limiter, retry, clock, log } = deps;
   const limit = createLimit(deps.concurrency);
+  /**
+   * Pins that have read their document and wait for a slot, at most as many as there are slots.
+   * Without this window a batch read and parsed every document and built every prompt before
+   * its first model call: one burst of work that held the event loop ~200 ms per 1,000-pair
+   * batch while the answers of the calls in flight waited (the 200 ms server's slots idle).
+   */
+  const ahead = createLimit(deps.concurrency);
   const answerAttempts = Math.max(1, deps.answerAttempts ?? 2);
   const limits = deps.promptLimits ?? DEFAULT_PROMPT_LIMITS;
   const params = teacher.params;
@@ -132,35 +139,40 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
   const inflight = new Map<string, Promise<Scored>>();
   const cacheKey = (prompt: TeacherPrompt): LabelCacheKey => ({ model: teacher.model, promptVersion: prompt.version, params: paramsTag, promptHash: prompt.hash });
 
-  /** The pin's document, waiting a bounded time for one that has not been published yet. */
-  async function loadDocument(pinId: string, signal: AbortSignal): Promise<{ ok: true; doc: EnrichedDocument } | { ok: false; code: DeadLetterCode; reason: string }> {
-    const attempts = Math.max(1, deps.docMaxAttempts);
-    for (let attempt = 1; ; attempt++) {
+  type DocLoad = { ok: true; doc: EnrichedDocument } | { ok: false; code: DeadLetterCode; reason: string };
+  const docAttempts = Math.max(1, deps.docMaxAttempts);
+
+  /**
+   * Reads `from` to `to` of the pin's document, waiting a little before each read after the
+   * first (a pair may have been mined from engagement a moment before the enrich flush published
+   * the document), a bounded time, so the partition keeps moving. Undefined: not there after
+   * read `to`, and reads are left for later.
+   */
+  async function loadDocument(pinId: string, signal: AbortSignal, from: number, to = docAttempts): Promise<DocLoad | undefined> {
+    for (let attempt = from; attempt <= to; attempt++) {
+      if (attempt > 1) {
+        stats.docRetries++;
+        await sleep(deps.docRetryBaseMs * 2 ** (attempt - 2), signal);
+      }
       const raw = await documents.getDocument(pinId);
       if (raw === null && documents.stateReady && !(await documents.stateReady())) {
         // Redis lost the enrich state: "no document" means nothing then. Hold the batch (the
         // worker retries it, offsets held) rather than dead-letter pairs as doc_not_found.
         throw new PinrichError('state_unavailable', 'enrich state is missing from Redis (state marker absent); waiting for `pinrich enrich rebuild` before reading documents', { retriable: true });
       }
-      if (raw !== null) {
-        let json: unknown;
-        try {
-          json = JSON.parse(raw);
-        } catch (err) {
-          return { ok: false, code: 'processing_error', reason: `stored document of ${pinId} is not JSON: ${describeError(err)}` };
-        }
-        const parsed = EnrichedDocument.safeParse(json);
-        if (!parsed.success) return { ok: false, code: 'processing_error', reason: `stored document of ${pinId} is invalid: ${summariseIssues(parsed.error.issues)}` };
-        return { ok: true, doc: parsed.data };
+      if (raw === null) continue;
+      let json: unknown;
+      try {
+        json = JSON.parse(raw);
+      } catch (err) {
+        return { ok: false, code: 'processing_error', reason: `stored document of ${pinId} is not JSON: ${describeError(err)}` };
       }
-      if (attempt >= attempts) {
-        return { ok: false, code: 'doc_not_found', reason: `no enriched document for pin ${pinId} after ${attempts} reads (not enriched yet, unknown or deleted)` };
-      }
-      // The pair may have been mined from engagement a moment before the enrich flush published
-      // the document: wait a little, but a bounded time, so the partition keeps moving.
-      stats.docRetries++;
-      await sleep(deps.docRetryBaseMs * 2 ** (attempt - 1), signal);
+      const parsed = EnrichedDocument.safeParse(json);
+      if (!parsed.success) return { ok: false, code: 'processing_error', reason: `stored document of ${pinId} is invalid: ${summariseIssues(parsed.error.issues)}` };
+      return { ok: true, doc: parsed.data };
     }
+    if (to < docAttempts) return undefined;
+    return { ok: false, code: 'doc_not_found', reason: `no enriched document for pin ${pinId} after ${docAttempts} reads (not enriched yet, unknown or deleted)` };
   }
 
   /** One pair at the teacher: the retry policy per call, one more call for a non-level answer. */
@@ -225,21 +237,40 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
   }
 
   /**
-   * Every pair of one pin: document, prompts, then — once the pin has an in-flight slot — the
-   * cache, then the misses one after another. The cache is read in the slot, not before: a pin
+   * Every pair of one pin: document (read in the look-ahead window), prompts, then — once the
+   * pin has an in-flight slot — the cache, then the misses one after another. The cache is read in the slot, not before: a pin
    * can queue for a slot longer than RECHECK_AFTER_MS, and a lookup made before the wait would
    * have to be repeated (one more Redis round trip per pair) right before the first call.
    */
   async function scorePin(jobs: PairJob[], signal: AbortSignal, done: Map<string, CachedLabel>): Promise<void> {
     const pinId = jobs[0]!.pair.pin_id;
-    const loaded = await loadDocument(pinId, signal);
+    let work: Promise<void> | undefined;
+    // The first read in the look-ahead window, which the pin leaves once it holds its slot; a
+    // document that is not there yet is waited for outside it, so it holds no one up.
+    const first = await ahead(async () => {
+      const loaded = await loadDocument(pinId, signal, 1, 1);
+      if (loaded?.ok) {
+        let inSlot!: () => void;
+        const entered = new Promise<void>((resolve) => (inSlot = resolve));
+        work = scoreInSlot(jobs, loaded.doc, signal, done, inSlot);
+        await Promise.race([entered, work]);
+      }
+      return loaded;
+    });
+    // Reads 2.. up to the last one always end in a document or a verdict.
+    const loaded = first ?? (await loadDocument(pinId, signal, 2))!;
     if (!loaded.ok) {
       for (const job of jobs) job.result = loaded;
       return;
     }
-    const doc = loaded.doc;
+    await (work ?? scoreInSlot(jobs, loaded.doc, signal, done, () => {}));
+  }
+
+  /** The pin's pairs in an in-flight slot: the label cache, then the misses at the teacher. */
+  function scoreInSlot(jobs: PairJob[], doc: EnrichedDocument, signal: AbortSignal, done: Map<string, CachedLabel>, inSlot: () => void): Promise<void> {
     const prompts = jobs.map((job) => buildPrompt(doc, job.pair.query, limits));
-    await limit(async () => {
+    return limit(async () => {
+      inSlot();
       const hits = await cache.getMany(prompts.map(cacheKey));
       const lookedUpAt = performance.now();
       // Cache writes of this pin's labels run behind its next calls; all are awaited before the pin is done.

@@ -1,0 +1,113 @@
+/**
+ * The score stage's look-ahead window (src/stages/score/stage.ts): a batch's pins read their
+ * documents only as slots come free, not all before the first model call, and a pin whose
+ * document is not there yet waits outside the window without holding the others up. In-memory
+ * ports, no Redis or model server.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Teacher } from '../../src/adapters/openai/teacher.js';
+import type { CachedLabel, LabelCache } from '../../src/adapters/redis/label-cache.js';
+import { topics } from '../../src/config.js';
+import { buildDocument } from '../../src/core/document.js';
+import { silentLogger } from '../../src/runtime/log.js';
+import type { InRecord } from '../../src/runtime/stage.js';
+import { createScoreStage } from '../../src/stages/score/stage.js';
+
+const pinIdOf = (p: number) => `pin-${String(p).padStart(6, '0')}`;
+
+function documentOf(pinId: string): string {
+  const content = buildDocument(
+    pinId,
+    {
+      pin: { title: `${pinId} lemon pasta`, description: 'A quick dinner.', image_key: null, link_url: null, link_title: 'Weeknight pasta', link_description: 'Ready fast.', language: 'en' },
+      caption: null,
+      boards: [{ text: 'dinner ideas', count: 3 }],
+      queries: [{ text: 'easy pasta', count: 2 }],
+      engagementCount: 5,
+    },
+    10,
+  );
+  return JSON.stringify({ ...content, version: 1, updated_at: '2026-01-01T00:00:00.000Z' });
+}
+
+function pairRecord(offset: number, pin: number, query: string): InRecord {
+  const value = { schema: 'pair', schema_version: 1, pair_id: offset.toString(16).padStart(32, '0'), pin_id: pinIdOf(pin), query, source: 'search_engagement', language: 'en', created_at: '2026-01-01T00:00:00.000Z' };
+  return { topic: 'relevance.pairs', partition: 0, offset: String(offset), key: Buffer.from(pinIdOf(pin)), value: Buffer.from(JSON.stringify(value)), headers: {}, timestamp: '0' } as unknown as InRecord;
+}
+
+/** Score `pins` pins (2 pairs each) with `concurrency` slots; what was read before the first call. */
+async function run(opts: { pins: number; concurrency: number; missing?: Set<number>; docMaxAttempts?: number }) {
+  const reads: string[] = [];
+  let readsAtFirstCall: number | undefined;
+  const order: string[] = [];
+  const teacher: Teacher = {
+    model: 'fake',
+    params: { temperature: 0, max_tokens: 1, top_logprobs: 5 },
+    async score(prompt) {
+      readsAtFirstCall ??= reads.length;
+      order.push(prompt.messages.map((m) => m.content).join('\n'));
+      await new Promise((r) => setImmediate(r));
+      return { content: '4', topLogprobs: null, usage: null, latencyMs: 1 };
+    },
+  };
+  const cached = new Map<string, CachedLabel>();
+  const cache: LabelCache = {
+    getMany: async (keys) => keys.map((k) => cached.get(k.promptHash) ?? null),
+    put: async (k, v) => void cached.set(k.promptHash, v),
+  };
+  const missing = opts.missing ?? new Set<number>();
+  // Pins with a missing document between their first read and their last, and the most at once.
+  const waiting = new Set<string>();
+  let mostWaiting = 0;
+  const stage = createScoreStage({
+    teacher,
+    cache,
+    documents: {
+      async getDocument(pinId) {
+        reads.push(pinId);
+        if (!missing.has(Number(pinId.slice(4)))) return documentOf(pinId);
+        if (reads.filter((r) => r === pinId).length < (opts.docMaxAttempts ?? 3)) waiting.add(pinId);
+        else waiting.delete(pinId);
+        mostWaiting = Math.max(mostWaiting, waiting.size);
+        return null;
+      },
+    },
+    limiter: { acquire: async () => {} },
+    retry: { maxAttempts: 1, baseMs: 1, maxMs: 1, timeoutMs: 5_000 },
+    concurrency: opts.concurrency,
+    docMaxAttempts: opts.docMaxAttempts ?? 3,
+    docRetryBaseMs: 5,
+    maxRecordBytes: 256 * 1024,
+    topics: topics({ topicPrefix: '' } as never),
+    clock: { now: () => Date.UTC(2026, 0, 1) },
+    log: silentLogger,
+  });
+  const batch: InRecord[] = [];
+  for (let p = 0; p < opts.pins; p++) for (const q of ['easy pasta', 'lemon dinner']) batch.push(pairRecord(batch.length, p, q));
+  const result = await stage.handle(batch, { signal: new AbortController().signal, heartbeat: async () => {} });
+  return { result, reads, readsAtFirstCall, mostWaiting };
+}
+
+describe('score stage: documents read as slots come free', () => {
+  it('reads at most the window of documents before its first model call', async () => {
+    const { result, readsAtFirstCall, reads } = await run({ pins: 300, concurrency: 4 });
+    expect(result.outputs).toHaveLength(600);
+    expect(result.rejected).toHaveLength(0);
+    expect(reads).toHaveLength(300);
+    // One window of pins (4) may have read ahead; reading all 300 first is the burst it prevents.
+    expect(readsAtFirstCall).toBeGreaterThan(0);
+    expect(readsAtFirstCall).toBeLessThanOrEqual(8);
+  });
+
+  it('lets a pin whose document is not there yet wait outside the window', async () => {
+    // 40 of 50 pins have no document (3 reads, 5 and 10 ms apart): inside a window of 2 their
+    // waits would run 2 at a time; outside it they all wait at once, beside the others.
+    const missing = new Set(Array.from({ length: 40 }, (_, i) => i));
+    const { result, reads, mostWaiting } = await run({ pins: 50, concurrency: 2, missing });
+    expect(result.outputs).toHaveLength(20);
+    expect(result.rejected).toHaveLength(80);
+    expect(new Set(result.rejected.map((r) => r.code))).toEqual(new Set(['doc_not_found']));
+    expect(reads).toHaveLength(40 * 3 + 10);
+    expect(mostWaiting).toBeGreaterThan(20);
+  });
+});
