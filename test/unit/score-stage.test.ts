@@ -10,8 +10,10 @@ import type { CachedLabel, LabelCache } from '../../src/adapters/redis/label-cac
 import { topics } from '../../src/config.js';
 import { buildDocument } from '../../src/core/document.js';
 import { silentLogger } from '../../src/runtime/log.js';
-import type { InRecord } from '../../src/runtime/stage.js';
 import { createScoreStage } from '../../src/stages/score/stage.js';
+import { createStageDriver, type DriverInput } from '../support/stage-driver.js';
+
+const T = topics({ topicPrefix: '' });
 
 const pinIdOf = (p: number) => `pin-${String(p).padStart(6, '0')}`;
 
@@ -30,22 +32,19 @@ function documentOf(pinId: string): string {
   return JSON.stringify({ ...content, version: 1, updated_at: '2026-01-01T00:00:00.000Z' });
 }
 
-function pairRecord(offset: number, pin: number, query: string): InRecord {
-  const value = { schema: 'pair', schema_version: 1, pair_id: offset.toString(16).padStart(32, '0'), pin_id: pinIdOf(pin), query, source: 'search_engagement', language: 'en', created_at: '2026-01-01T00:00:00.000Z' };
-  return { topic: 'relevance.pairs', partition: 0, offset: String(offset), key: Buffer.from(pinIdOf(pin)), value: Buffer.from(JSON.stringify(value)), headers: {}, timestamp: '0' } as unknown as InRecord;
+function pairInput(n: number, pin: number, query: string): DriverInput {
+  return { key: pinIdOf(pin), value: { schema: 'pair', schema_version: 1, pair_id: n.toString(16).padStart(32, '0'), pin_id: pinIdOf(pin), query, source: 'search_engagement', language: 'en', created_at: '2026-01-01T00:00:00.000Z' } };
 }
 
 /** Score `pins` pins (2 pairs each) with `concurrency` slots; what was read before the first call. */
 async function run(opts: { pins: number; concurrency: number; missing?: Set<number>; docMaxAttempts?: number }) {
   const reads: string[] = [];
   let readsAtFirstCall: number | undefined;
-  const order: string[] = [];
   const teacher: Teacher = {
     model: 'fake',
     params: { temperature: 0, max_tokens: 1, top_logprobs: 5 },
-    async score(prompt) {
+    async score() {
       readsAtFirstCall ??= reads.length;
-      order.push(prompt.messages.map((m) => m.content).join('\n'));
       await new Promise((r) => setImmediate(r));
       return { content: '4', topLogprobs: null, usage: null, latencyMs: 1 };
     },
@@ -78,21 +77,22 @@ async function run(opts: { pins: number; concurrency: number; missing?: Set<numb
     docMaxAttempts: opts.docMaxAttempts ?? 3,
     docRetryBaseMs: 5,
     maxRecordBytes: 256 * 1024,
-    topics: topics({ topicPrefix: '' } as never),
+    topics: T,
     clock: { now: () => Date.UTC(2026, 0, 1) },
     log: silentLogger,
   });
-  const batch: InRecord[] = [];
-  for (let p = 0; p < opts.pins; p++) for (const q of ['easy pasta', 'lemon dinner']) batch.push(pairRecord(batch.length, p, q));
-  const result = await stage.handle(batch, { signal: new AbortController().signal, heartbeat: async () => {} });
-  return { result, reads, readsAtFirstCall, mostWaiting };
+  const pairs: DriverInput[] = [];
+  for (let p = 0; p < opts.pins; p++) for (const q of ['easy pasta', 'lemon dinner']) pairs.push(pairInput(pairs.length, p, q));
+  const driver = createStageDriver(stage);
+  await driver.pipe(T.pairs, pairs); // one batch: every pair is on partition 0
+  return { labels: driver.read(T.labels), deadLetters: driver.deadLetters(T.pairs), reads, readsAtFirstCall, mostWaiting };
 }
 
 describe('score stage: documents read as slots come free', () => {
   it('reads at most the window of documents before its first model call', async () => {
-    const { result, readsAtFirstCall, reads } = await run({ pins: 300, concurrency: 4 });
-    expect(result.outputs).toHaveLength(600);
-    expect(result.rejected).toHaveLength(0);
+    const { labels, deadLetters, readsAtFirstCall, reads } = await run({ pins: 300, concurrency: 4 });
+    expect(labels).toHaveLength(600);
+    expect(deadLetters).toHaveLength(0);
     expect(reads).toHaveLength(300);
     // One window of pins (4) may have read ahead; reading all 300 first is the burst it prevents.
     expect(readsAtFirstCall).toBeGreaterThan(0);
@@ -103,10 +103,10 @@ describe('score stage: documents read as slots come free', () => {
     // 40 of 50 pins have no document (3 reads, 5 and 10 ms apart): inside a window of 2 their
     // waits would run 2 at a time; outside it they all wait at once, beside the others.
     const missing = new Set(Array.from({ length: 40 }, (_, i) => i));
-    const { result, reads, mostWaiting } = await run({ pins: 50, concurrency: 2, missing });
-    expect(result.outputs).toHaveLength(20);
-    expect(result.rejected).toHaveLength(80);
-    expect(new Set(result.rejected.map((r) => r.code))).toEqual(new Set(['doc_not_found']));
+    const { labels, deadLetters, reads, mostWaiting } = await run({ pins: 50, concurrency: 2, missing });
+    expect(labels).toHaveLength(20);
+    expect(deadLetters).toHaveLength(80);
+    expect(new Set(deadLetters.map((d) => d.error_code))).toEqual(new Set(['doc_not_found']));
     expect(reads).toHaveLength(40 * 3 + 10);
     expect(mostWaiting).toBeGreaterThan(20);
   });

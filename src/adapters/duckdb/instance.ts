@@ -8,8 +8,8 @@
  * keep coming. A dump worker reads a few MiB of JSON per insert and builds each object's Parquet
  * in memory, so those retained pages grew its RSS by ~120–280 MB above what DuckDB itself held
  * (`duckdb_memory()`), and in steps over a 30-min soak. With both decay times at 0 the pages go
- * back at once: peak RSS in bench/dump.ts 419–430 MB -> 341–359 MB, RSS after the run 342–385 ->
- * 212–229 MB, CPU per row unchanged within noise (bench/results/dump-levers.md).
+ * back at once: peak RSS in bench/dump.ts 431–440 MB -> 347–359 MB, RSS after the run 342–385 ->
+ * 212–229 MB, for ~10 % more CPU per row (bench/results/dump-levers.md).
  *
  * jemalloc reads its settings from DUCKDB_JE_MALLOC_CONF (jemalloc's MALLOC_CONF under DuckDB's
  * name) once, when the native module loads. Hence the module is imported only here, on first

@@ -238,9 +238,10 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
 
   /**
    * Every pair of one pin: document (read in the look-ahead window), prompts, then — once the
-   * pin has an in-flight slot — the cache, then the misses one after another. The cache is read in the slot, not before: a pin
-   * can queue for a slot longer than RECHECK_AFTER_MS, and a lookup made before the wait would
-   * have to be repeated (one more Redis round trip per pair) right before the first call.
+   * pin has an in-flight slot — the cache, then the misses one after another. The cache is read
+   * in the slot, not before: a pin can queue for a slot longer than RECHECK_AFTER_MS, and a
+   * lookup made before the wait would have to be repeated (one more Redis round trip per pair)
+   * right before the first call.
    */
   async function scorePin(jobs: PairJob[], signal: AbortSignal, done: Map<string, CachedLabel>): Promise<void> {
     const pinId = jobs[0]!.pair.pin_id;
