@@ -37,22 +37,32 @@ function pairInput(n: number, pin: number, query: string): DriverInput {
 }
 
 /** Score `pins` pins (2 pairs each) with `concurrency` slots; what was read before the first call. */
-async function run(opts: { pins: number; concurrency: number; missing?: Set<number>; docMaxAttempts?: number }) {
+async function run(opts: { pins: number; concurrency: number; missing?: Set<number>; docMaxAttempts?: number; callMs?: number; putMs?: number }) {
+  // What happened, in order: `call <pin>` as a model call starts, `put <pin>` as a cache write ends.
+  const events: string[] = [];
+  const pinOfHash = new Map<string, string>();
   const reads: string[] = [];
   let readsAtFirstCall: number | undefined;
   const teacher: Teacher = {
     model: 'fake',
     params: { temperature: 0, max_tokens: 1, top_logprobs: 5 },
-    async score() {
+    async score(prompt) {
       readsAtFirstCall ??= reads.length;
-      await new Promise((r) => setImmediate(r));
+      const pin = /pin-\d+/.exec(JSON.stringify(prompt))![0];
+      pinOfHash.set(prompt.hash, pin);
+      events.push(`call ${pin}`);
+      await new Promise((r) => (opts.callMs ? setTimeout(r, opts.callMs) : setImmediate(r)));
       return { content: '4', topLogprobs: null, usage: null, latencyMs: 1 };
     },
   };
   const cached = new Map<string, CachedLabel>();
   const cache: LabelCache = {
     getMany: async (keys) => keys.map((k) => cached.get(k.promptHash) ?? null),
-    put: async (k, v) => void cached.set(k.promptHash, v),
+    put: async (k, v) => {
+      if (opts.putMs) await new Promise((r) => setTimeout(r, opts.putMs));
+      cached.set(k.promptHash, v);
+      events.push(`put ${pinOfHash.get(k.promptHash)}`);
+    },
   };
   const missing = opts.missing ?? new Set<number>();
   // Pins with a missing document between their first read and their last, and the most at once.
@@ -85,7 +95,7 @@ async function run(opts: { pins: number; concurrency: number; missing?: Set<numb
   for (let p = 0; p < opts.pins; p++) for (const q of ['easy pasta', 'lemon dinner']) pairs.push(pairInput(pairs.length, p, q));
   const driver = createStageDriver(stage);
   await driver.pipe(T.pairs, pairs); // one batch: every pair is on partition 0
-  return { labels: driver.read(T.labels), deadLetters: driver.deadLetters(T.pairs), reads, readsAtFirstCall, mostWaiting };
+  return { labels: driver.read(T.labels), deadLetters: driver.deadLetters(T.pairs), reads, readsAtFirstCall, mostWaiting, stats: stage.stats(), events };
 }
 
 describe('score stage: documents read as slots come free', () => {
@@ -109,5 +119,29 @@ describe('score stage: documents read as slots come free', () => {
     expect(new Set(deadLetters.map((d) => d.error_code))).toEqual(new Set(['doc_not_found']));
     expect(reads).toHaveLength(40 * 3 + 10);
     expect(mostWaiting).toBeGreaterThan(20);
+  });
+
+  it('counts the time in model calls and the time pins held a slot', async () => {
+    // 8 pins x 2 calls of 20 ms, 4 slots: 16 calls, each pin in its slot for its two calls.
+    const { labels, stats } = await run({ pins: 8, concurrency: 4, callMs: 20 });
+    expect(labels).toHaveLength(16);
+    expect(stats.modelCalls).toBe(16);
+    expect(stats.modelMs).toBeGreaterThanOrEqual(16 * 19);
+    expect(stats.modelMs).toBeLessThan(16 * 20 * 5);
+    // A slot is held for the pin's calls and its cache reads and writes, nothing else.
+    expect(stats.slotMs).toBeGreaterThanOrEqual(stats.modelMs);
+    expect(stats.slotMs).toBeLessThan(stats.modelMs + 8 * 20);
+  });
+
+  it('hands a pin\'s slot on before its cache writes are done', async () => {
+    // One slot, cache writes of 30 ms: the next pin's first call starts while the first pin's
+    // last label is still being written (a slot held for it would idle a Redis round trip per pin).
+    const { labels, events } = await run({ pins: 2, concurrency: 1, putMs: 30 });
+    expect(labels).toHaveLength(4);
+    const firstPinDone = events.lastIndexOf(`put ${pinIdOf(0)}`);
+    const secondPinCalls = events.indexOf(`call ${pinIdOf(1)}`);
+    expect(firstPinDone).toBeGreaterThan(-1);
+    expect(secondPinCalls).toBeGreaterThan(-1);
+    expect(secondPinCalls).toBeLessThan(firstPinDone);
   });
 });

@@ -80,6 +80,10 @@ export interface ScoreStats {
   hardOnly: number;
   promptTokens: number;
   cachedPromptTokens: number;
+  /** Milliseconds spent in model calls (sum over calls, answered or not): / modelCalls = the latency this worker sees. */
+  modelMs: number;
+  /** Milliseconds pins held an in-flight slot (sum over pins): / (concurrency x time) = how full the slots were kept. */
+  slotMs: number;
   rejectedByCode: Record<string, number>;
 }
 
@@ -133,6 +137,8 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
     hardOnly: 0,
     promptTokens: 0,
     cachedPromptTokens: 0,
+    modelMs: 0,
+    slotMs: 0,
     rejectedByCode: {},
   };
   /** Model calls in progress in this instance, by cache key: concurrent duplicates wait for them. */
@@ -189,7 +195,12 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
           retry,
           async (attemptSignal) => {
             stats.modelCalls++;
-            return teacher.score(prompt, { signal: attemptSignal });
+            const started = performance.now();
+            try {
+              return await teacher.score(prompt, { signal: attemptSignal });
+            } finally {
+              stats.modelMs += performance.now() - started;
+            }
           },
           // The shared rate limit is back-pressure: waited for before the attempt's timeout starts.
           { signal, beforeAttempt: (waitSignal) => limiter.acquire(estimate, waitSignal), onRetry: (err, n, delayMs) => log.debug('teacher retry', { attempt: n, delayMs: Math.round(delayMs), error: describeError(err) }) },
@@ -268,24 +279,30 @@ export function createScoreStage(deps: ScoreStageDeps): Stage & { stats(): Score
   }
 
   /** The pin's pairs in an in-flight slot: the label cache, then the misses at the teacher. */
-  function scoreInSlot(jobs: PairJob[], doc: EnrichedDocument, signal: AbortSignal, done: Map<string, CachedLabel>, inSlot: () => void): Promise<void> {
+  async function scoreInSlot(jobs: PairJob[], doc: EnrichedDocument, signal: AbortSignal, done: Map<string, CachedLabel>, inSlot: () => void): Promise<void> {
     const prompts = jobs.map((job) => buildPrompt(doc, job.pair.query, limits));
-    return limit(async () => {
-      inSlot();
-      const hits = await cache.getMany(prompts.map(cacheKey));
-      const lookedUpAt = performance.now();
-      // Cache writes of this pin's labels run behind its next calls; all are awaited before the pin is done.
-      const puts: Array<Promise<void>> = [];
-      try {
-        for (const [i, job] of jobs.entries()) {
-          const prompt = prompts[i]!;
-          job.result = { ok: true, doc, prompt, scored: await scoreOne(prompt, hits[i] ?? null, signal, done, lookedUpAt, puts) };
+    // Cache writes of this pin's labels run behind its next calls and are awaited once it has
+    // left its slot (the slot goes to the next pin a Redis round trip sooner), before it is done.
+    const puts: Array<Promise<void>> = [];
+    try {
+      await limit(async () => {
+        const heldFrom = performance.now();
+        inSlot();
+        try {
+          const hits = await cache.getMany(prompts.map(cacheKey));
+          const lookedUpAt = performance.now();
+          for (const [i, job] of jobs.entries()) {
+            const prompt = prompts[i]!;
+            job.result = { ok: true, doc, prompt, scored: await scoreOne(prompt, hits[i] ?? null, signal, done, lookedUpAt, puts) };
+          }
+        } finally {
+          stats.slotMs += performance.now() - heldFrom;
         }
-      } finally {
-        const failed = (await Promise.allSettled(puts)).find((p): p is PromiseRejectedResult => p.status === 'rejected');
-        if (failed) throw failed.reason;
-      }
-    });
+      });
+    } finally {
+      const failed = (await Promise.allSettled(puts)).find((p): p is PromiseRejectedResult => p.status === 'rejected');
+      if (failed) throw failed.reason;
+    }
   }
 
   /** A batch-level cache lookup younger than this is not repeated right before the model call. */
