@@ -128,6 +128,7 @@ export async function runEnrich(opts: BenchOptions): Promise<BenchResult> {
         figure({ name: 'enrich consume+state (until offsets committed)', value: round(events / ((consumedAt - child.readyAt) / 1000)), unit: 'events/s', command, settings }),
         figure({ name: 'enrich worker CPU per event (user+system, load-robust)', value: round((cpuSeconds / events) * 1e6, 2), unit: 'µs', command, settings }),
         figure({ name: 'enrich peak RSS', value: mb(stopped.peakRss), unit: 'MB', command, settings, target: { op: '<=', value: 300 } }),
+        figure({ name: 'enrich peak anonymous memory (RSS less mapped files)', value: mb(stopped.peakAnon), unit: 'MB', command, settings: { ...settings, sampledEveryMs: 100 } }),
       ],
       profile: stopped.profile,
       details: { seconds: round(seconds, 2), loadMs: load.ms, cpuSeconds: round(cpuSeconds, 2), cpuUsPerDocument: round((cpuSeconds / documents) * 1e6, 1), redisPerEvent, stats: stopped.stats },

@@ -209,11 +209,14 @@ export interface WorkerChild {
   /** Peak RSS so far: the kernel's VmHWM of the child, bytes. */
   peakRss(): number;
   /** Graceful stop (finish in-flight work, commit, leave the group); resolves with the final stats. */
-  stop(): Promise<{ stats: Record<string, unknown> | undefined; peakRss: number; profile?: ProfileLine[] }>;
+  stop(): Promise<{ stats: Record<string, unknown> | undefined; peakRss: number; peakAnon: number; profile?: ProfileLine[] }>;
 }
 
-/** The kernel's VmHWM (peak RSS) or VmRSS (RSS now) of process `pid`, bytes (0 once it is gone). */
-export function procStatusBytes(pid: number, field: 'VmHWM' | 'VmRSS'): number {
+/**
+ * The kernel's VmHWM (peak RSS), VmRSS (RSS now) or RssAnon (of RSS now, what is not a mapped
+ * file: heaps and native allocations) of process `pid`, bytes (0 once it is gone).
+ */
+export function procStatusBytes(pid: number, field: 'VmHWM' | 'VmRSS' | 'RssAnon'): number {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) * 1024 : 0;
@@ -236,8 +239,11 @@ export async function startWorkerChild(worker: WorkerName, env: Record<string, s
   });
   let last: ChildProgress | undefined;
   let peak = 0;
+  // The kernel keeps no high-water mark of anonymous memory: sampled, so at most 100 ms late.
+  let peakAnon = 0;
   const sampler = setInterval(() => {
     peak = Math.max(peak, procStatusBytes(child.pid!, 'VmHWM'));
+    peakAnon = Math.max(peakAnon, procStatusBytes(child.pid!, 'RssAnon'));
   }, 100);
   let stopped: ((v: { stats: Record<string, unknown> | undefined }) => void) | undefined;
   const readyAt = await new Promise<number>((resolve, reject) => {
@@ -262,7 +268,7 @@ export async function startWorkerChild(worker: WorkerName, env: Record<string, s
       await exited;
       clearInterval(sampler);
       const profile = opts.profile ? summariseProfile(profileDir) : undefined;
-      return { ...res, peakRss: peak, profile };
+      return { ...res, peakRss: peak, peakAnon, profile };
     },
   };
 }
