@@ -2,7 +2,9 @@
  * score: labels per second through one score worker process, against the project's model
  * server (src/model-server, its own process) answering instantly and with 200 ms latency. With
  * latency the ceiling is in-flight limit / latency (PINRICH_TEACHER_CONCURRENCY / 0.2 s), and
- * the figure is the achieved share of it.
+ * the figure is the achieved share of it, read with the stage's counters (the latency the worker
+ * saw per call, how full its slots were kept) and beside what a do-nothing client gets from the
+ * same server right after (bareClientRate).
  *
  * Documents are written to Redis directly (as the enrich worker leaves them); the label cache
  * starts empty, every pair is a distinct prompt, so every label is a model call.
@@ -77,13 +79,14 @@ function benchDocument(p: number, topK: number, now: string): EnrichedDocument {
 }
 
 /**
- * What the model server gives a client that does nothing but call it: `concurrency` loops, each
- * sending the teacher's chat request for a bench pin over a keep-alive node:http socket and the
- * next one as soon as the answer is read, for `calls` calls in all. Its calls/s against
- * concurrency / latency is the ceiling of this server on this machine (its own work, the timers,
- * the answers of a whole in-flight wave arriving at once), which the score worker is read against.
+ * What the model server gives a client that does nothing but call it: PINRICH_TEACHER_CONCURRENCY
+ * loops, each sending the teacher's chat request for a bench pin over a keep-alive node:http
+ * socket and the next one as soon as the answer is read, for `calls` calls in all. Its calls/s
+ * against concurrency / latency is the ceiling of this server on this machine (its own work, the
+ * timers, the answers of a whole in-flight wave arriving at once), which the score worker is
+ * read against.
  */
-export async function bareClientRate(baseUrl: string, config: Config, calls: number): Promise<number> {
+async function bareClientRate(baseUrl: string, config: Config, calls: number): Promise<number> {
   const agent = new HttpAgent({ keepAlive: true, maxSockets: config.teacherConcurrency });
   const url = new URL(`${baseUrl.replace(/\/$/, '')}/chat/completions`);
   const doc = benchDocument(0, config.enrichTopK, new Date().toISOString());
