@@ -1,7 +1,8 @@
 /**
  * dump: label rows per second from relevance.labels into Parquet (zstd) objects on S3 (s3rver),
- * one dump worker process. The backlog is whole aligned blocks per partition (PINRICH_DUMP_FLUSH_ROWS
- * each, at least 50,000 rows per partition), so every block seals, uploads and commits.
+ * one dump worker process. The backlog is 50,000 rows per partition (12,500 with --quick) in
+ * whole aligned blocks (one each, or PINRICH_DUMP_FLUSH_ROWS when set), so every block seals,
+ * uploads and commits.
  * Timed window: worker joined -> every label offset committed (= every object on S3).
  *
  *   tsx bench/dump.ts [--quick] [--profile]
@@ -29,10 +30,9 @@ export async function runDump(opts: BenchOptions): Promise<BenchResult> {
   // 50,000 rows per partition (12,500 with --quick) in one block each, or in whole blocks of
   // PINRICH_DUMP_FLUSH_ROWS when that is set (to measure another block size on the same backlog).
   const perPartition = opts.quick ? 12_500 : 50_000;
-  const given = process.env.PINRICH_DUMP_FLUSH_ROWS;
-  const flushRows = given ? configOf({ ...benchEnv(stack), PINRICH_DUMP_FLUSH_ROWS: given }).dumpFlushRows : perPartition;
-  const env = benchEnv(stack, { PINRICH_DUMP_FLUSH_ROWS: String(flushRows) });
+  const env = benchEnv(stack, { PINRICH_DUMP_FLUSH_ROWS: process.env.PINRICH_DUMP_FLUSH_ROWS || String(perPartition) });
   const config = configOf(env);
+  const flushRows = config.dumpFlushRows;
   const rows = Math.ceil(perPartition / flushRows) * flushRows * config.topicPartitions;
   const t = await setupTopics(config);
   opts.log(`dump: loading ${rows.toLocaleString('en')} labels`);

@@ -90,11 +90,14 @@ async function bareClientRate(baseUrl: string, config: Config, calls: number): P
   const agent = new HttpAgent({ keepAlive: true, maxSockets: config.teacherConcurrency });
   const url = new URL(`${baseUrl.replace(/\/$/, '')}/chat/completions`);
   const doc = benchDocument(0, config.enrichTopK, new Date().toISOString());
-  const post = (query: string) =>
+  // Every request body made before the clock starts: the timed loops only send and read.
+  const bodies = Array.from({ length: calls }, (_, i) => {
+    const prompt = buildTeacherPrompt(doc, `easy pasta recipes ${i}`, DEFAULT_PROMPT_LIMITS);
+    return Buffer.from(JSON.stringify({ model: config.teacherModel, temperature: 0, max_tokens: config.teacherMaxTokens, messages: prompt.messages, logprobs: true, top_logprobs: config.teacherTopLogprobs }));
+  });
+  const post = (body: Buffer) =>
     new Promise<void>((resolve, reject) => {
-      const prompt = buildTeacherPrompt(doc, query, DEFAULT_PROMPT_LIMITS);
-      const body = JSON.stringify({ model: config.teacherModel, temperature: 0, max_tokens: config.teacherMaxTokens, messages: prompt.messages, logprobs: true, top_logprobs: config.teacherTopLogprobs });
-      const req = httpRequest(url, { method: 'POST', agent, headers: { authorization: `Bearer ${config.teacherApiKey || 'bench'}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      const req = httpRequest(url, { method: 'POST', agent, headers: { authorization: `Bearer ${config.teacherApiKey || 'bench'}`, 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`bench: model server answered ${res.statusCode}: ${Buffer.concat(chunks).toString().slice(0, 200)}`))));
@@ -106,7 +109,7 @@ async function bareClientRate(baseUrl: string, config: Config, calls: number): P
   const started = performance.now();
   await Promise.all(
     Array.from({ length: config.teacherConcurrency }, async () => {
-      while (next < calls) await post(`easy pasta recipes ${next++}`);
+      while (next < calls) await post(bodies[next++]!);
     }),
   );
   agent.destroy();
