@@ -226,5 +226,15 @@ describe.skipIf(!inject('stack')).each(REDIS_MODES)('enrich state fences on %s R
     expect(await redis.hmget(keys.enrich.pin(1, 'pin-d'), 'hash', 'ver')).toEqual(['h4', '4']);
     await publish(4, null); // the tombstone of v4
     expect(await redis.get(keys.document('pin-d'))).toBeNull();
+    // The stamp is looked for in the document's tail first; one whose version and updated_at
+    // come before a long text (not how pinrich writes them) is still ordered by them.
+    const early = (version: number, at: string, text: string) => JSON.stringify({ version, updated_at: at, pin_id: 'pin-d', pin_text: text.repeat(50) });
+    await publish(6, early(6, '2026-12-02T06:00:05.000Z', 'v6 keys first '));
+    await publish(5, doc(5, '2026-12-02T06:00:09.000Z', 'v5 later, older version')); // refused
+    expect(await stored()).toMatch(/^v6 keys first /);
+    await publish(6, early(6, '2026-12-02T06:00:04.000Z', 'v6 built earlier ')); // refused
+    expect(await stored()).toMatch(/^v6 keys first /);
+    await publish(7, doc(7, '2026-12-02T06:00:06.000Z', 'v7'));
+    expect(await stored()).toBe('v7');
   });
 });

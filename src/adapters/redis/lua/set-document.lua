@@ -10,7 +10,8 @@ the stored one is newer than the version it ends. So `pinrich enrich rebuild` re
 documents, or a zombie writing late, leaves what readers (score, `labels export`) see as it is.
 
 The version and updated_at are read from the documents' JSON text: `"version":` and
-`"updated_at":"` only occur there as keys (inside a JSON string every quote is escaped).
+`"updated_at":"` only occur there as keys (inside a JSON string every quote is escaped), so a
+match in the document's last 128 bytes is the key's, wherever the tail starts.
 
 KEYS (the pin's slot):
   1 the document key
@@ -20,7 +21,12 @@ Returns:
   1 written, 0 refused (the stored document is newer)
 ]]
 local function stamp(doc)
-  return tonumber(string.match(doc, '"version":(%d+)') or '0'), string.match(doc, '"updated_at":"([^"]*)"') or ''
+  -- Both keys end the document (core/document.ts writes them last): look in its tail first, so
+  -- the cost does not grow with the pin's text; the whole document only when they are not there.
+  local tail = string.sub(doc, -128)
+  local v, u = string.match(tail, '"version":(%d+)'), string.match(tail, '"updated_at":"([^"]*)"')
+  if not (v and u) then v, u = string.match(doc, '"version":(%d+)'), string.match(doc, '"updated_at":"([^"]*)"') end
+  return tonumber(v or '0'), u or ''
 end
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == '' then
