@@ -86,6 +86,7 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
       const callKeys = [k.meta(partition), k.dirty(partition)];
       for (let b = 0; b < dedup.buckets; b++) callKeys.push(k.seen(partition, bucket - b));
       const args: Array<string | number> = [];
+      const ids: string[] = []; // the event ids, in the order the segments below take them
       for (const { pinId, ops } of batch.pins) {
         callKeys.push(...pinKeys(partition, pinId));
         args.push(pinId, ops.length);
@@ -94,28 +95,29 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
           else if (op.op === 'caption') args.push('c', JSON.stringify(op.caption));
           else {
             // Counted here per distinct text (Redis then takes only duplicates off): far fewer
-            // script steps per event than counting event by event.
-            const slots = new Map<string, { kind: 'b' | 'q'; text: string; n: number; slot: number }>();
-            const slotOf: number[] = [];
+            // script steps per event than counting event by event. The segment's event ids go
+            // to the script grouped by text, in the order of its texts, so each text's events
+            // are the next n ids of the call: no per-event index or text number is sent.
+            const slots = new Map<string, { kind: 'b' | 'q'; text: string; ids: string[] }>();
             for (const e of op.events) {
               const kind = e.kind === 'board' ? 'b' : 'q';
               const id = kind + e.text;
               let s = slots.get(id);
-              if (!s) slots.set(id, (s = { kind, text: e.text, n: 0, slot: slots.size + 1 }));
-              s.n++;
-              slotOf.push(s.slot);
+              if (!s) slots.set(id, (s = { kind, text: e.text, ids: [] }));
+              s.ids.push(batch.eventIds[e.event]!);
             }
-            args.push('e', op.events.length, slots.size);
-            for (const e of op.events) args.push(e.event + 1);
-            for (const s of slots.values()) args.push(s.kind, s.text, s.n);
-            for (const slot of slotOf) args.push(slot);
+            args.push('e', slots.size);
+            for (const s of slots.values()) {
+              args.push(s.kind, s.text, s.ids.length);
+              for (const id of s.ids) ids.push(id);
+            }
           }
         }
       }
-      const head: Array<string | number> = [batch.epoch ?? '', batch.requireReady ? '1' : '0', nowMs, dedup.buckets, dedup.newestTtlSeconds, minePairs ? '1' : '0', batch.pins.length, batch.offsets.length, batch.eventIds.length];
+      const head: Array<string | number> = [batch.epoch ?? '', batch.requireReady ? '1' : '0', nowMs, dedup.buckets, dedup.newestTtlSeconds, minePairs ? '1' : '0', batch.pins.length, batch.offsets.length, ids.length];
       for (const o of batch.offsets) head.push(o.topic, o.next);
       // Arrays, not spread: a flush's arguments can outnumber what a JS call can take (ioredis flattens them).
-      const r = ((await redis.pinrichApplyBatch(callKeys.length, callKeys as never, head as never, batch.eventIds as never, args as never)) as number[]).map(Number);
+      const r = ((await redis.pinrichApplyBatch(callKeys.length, callKeys as never, head as never, ids as never, args as never)) as number[]).map(Number);
       const status = r[0] === 1 ? 'applied' : r[0] === -1 ? 'fenced' : 'missing'; // -2: missing
       return { status, counted: r[1]!, duplicates: r[2]!, ignored: r[3]!, pinsApplied: r[4]!, pinsStale: r[5]!, captions: r[6]! };
     },

@@ -28,6 +28,7 @@ import type { PinEvent } from '../../../schemas/pin-event.js';
 import type { OutMessage, PartitionedPublisher } from '../../adapters/kafka/client.js';
 import type { Topics } from '../../config.js';
 import { decodeRecord } from '../../core/decode.js';
+import { decodeEngagement } from './decode-engagement.js';
 import { buildDocument, documentJson, pairIdOf, type PinFields } from '../../core/document.js';
 import { loadLanguageDetector, needsDetection } from '../../core/language.js';
 import { cleanText, foldText } from '../../core/text.js';
@@ -279,7 +280,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       const already = BigInt(record.offset) < from;
       if (!already) bytes += (record.value?.length ?? 0) + RECORD_OVERHEAD_BYTES;
       if (topic === topics.engagement) {
-        const d = decodeRecord('engagement_event', record.value, deps.maxRecordBytes);
+        const d = decodeEngagement(record.value, deps.maxRecordBytes);
         if (!d.ok) {
           rejected.push({ record, code: d.code, reason: d.reason });
           continue;

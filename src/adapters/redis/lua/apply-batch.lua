@@ -21,13 +21,13 @@ ARGV:
   4 B   5 TTL of the newest bucket (s)   6 '1' to remember new queries for pairs, else '0'
   7 G pins   8 T topics   9 E events
   then T pairs: topic, next offset
-  then E event ids (unique within the call)
+  then E event ids (unique within the call), in the order the 'e' ops below take them
   then per pin g: pin id, op count, then its ops:
     'p' event-time-ms type(created|updated|deleted) pin-JSON   a pin event
     'c' caption-JSON                                           a caption
-    'e' k m, then k event indexes (1-based, into the ids), then m triples: 'b'|'q', folded
-        text, number of the segment's events that have this text; then k slot numbers (1-based
-        into the m triples: the text of each event, so a duplicate's count can be taken off)
+    'e' m, then m triples: 'b'|'q', folded text, n = the number of the segment's events with
+        this text; those n events are the next n of the E ids (so a duplicate among them takes
+        one off this text's count)
 Returns:
   { status, counted, duplicates, ignored, pins applied, pins stale, captions changed }
   status 1 applied; -1 fenced (another instance claimed the partition: nothing written);
@@ -74,6 +74,7 @@ if nE > 0 then redis.call('EXPIRE', KEYS[3], ttl) end
 a = firstId + nE
 
 local counted, dups, ignored, applied, stale, captions = 0, 0, 0, 0, 0, 0
+local ev = 1 -- the next event id (1-based position in the call's ids) an engagement segment takes
 for g = 1, nG do
   local base = 2 + nB + 4 * (g - 1)
   local h, kb, kq, kn = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4]
@@ -108,35 +109,33 @@ for g = 1, nG do
       captions = captions + 1
       a = a + 2
     else
-      -- Counted in the caller per distinct text; only duplicates are taken off here.
-      local k, m = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-      local ev, sl = a + 3, a + 3 + k + 3 * m
-      local cnt = {}
-      for j = 1, m do cnt[j] = tonumber(ARGV[a + 3 + k + 3 * (j - 1) + 2]) end
-      local n = k
-      for i = 0, k - 1 do
-        if dup[tonumber(ARGV[ev + i])] then
-          dups = dups + 1
-          n = n - 1
-          local j = tonumber(ARGV[sl + i])
-          cnt[j] = cnt[j] - 1
-        end
-      end
-      if deleted then ignored = ignored + n
-      elseif n > 0 then
-        for j = 1, m do
-          if cnt[j] > 0 then
-            local t = a + 3 + k + 3 * (j - 1)
+      -- Counted in the caller per distinct text; only duplicates are taken off here. Each
+      -- text's events are the next n event ids of the call (ev runs through them).
+      local m, n = tonumber(ARGV[a + 1]), 0
+      local t = a + 2
+      for _ = 1, m do
+        local c = tonumber(ARGV[t + 2])
+        local fresh = c
+        for i = ev, ev + c - 1 do if dup[i] then fresh = fresh - 1 end end
+        ev = ev + c
+        dups = dups + c - fresh
+        if fresh > 0 then
+          if deleted then ignored = ignored + fresh
+          else
             local kind, text = ARGV[t], ARGV[t + 1]
-            local c = tonumber(redis.call('ZINCRBY', kind == 'b' and kb or kq, cnt[j], text))
-            if mine and kind == 'q' and c == cnt[j] then redis.call('SADD', kn, text) end
+            local total = tonumber(redis.call('ZINCRBY', kind == 'b' and kb or kq, fresh, text))
+            if mine and kind == 'q' and total == fresh then redis.call('SADD', kn, text) end
+            n = n + fresh
           end
         end
+        t = t + 3
+      end
+      if n > 0 then
         redis.call('HINCRBY', h, 'engagements', n)
         counted = counted + n
         changed = true
       end
-      a = a + 3 + 2 * k + 3 * m
+      a = t
     end
   end
   if changed then
