@@ -97,6 +97,49 @@ describe.skipIf(!inject('stack'))('enrich stage commits', () => {
     expect(committedAt(await next.tick!(assigned, ctx), topic)).toBe('100');
   });
 
+  it('never lets an older flush\'s commit point replace a newer one (the last offsets of a backlog get committed)', async () => {
+    // A flush computes a partition's commit point when that partition is applied, and hands the
+    // points over once every partition's apply is done; a batch delivered in between offers a
+    // later point. Partition 1's apply is held here until that has happened.
+    const prefix = `${config.redisKeyPrefix}order-${randomUUID().slice(0, 8)}:`;
+    const topic = topicNames(config).engagement;
+    const assigned = new Map([[topic, [0, 1]]]);
+    const real = createRedisEnrichStore(redis, redisKeys(prefix), 3_600, false);
+    await real.markStateReady({ source: 'fresh', at: new Date().toISOString() }, [0, 1]);
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let p1Applies = 0;
+    const store: typeof real = {
+      ...real,
+      async applyBatch(batch, nowMs) {
+        if (batch.partition === 1 && p1Applies++ === 0) await held;
+        return real.applyBatch(batch, nowMs);
+      },
+    };
+    const stage = createEnrichStage({
+      store, topics: topicNames(config), topK: 10, windowMs: 0, minePairs: false, maxRecordBytes: config.maxRecordBytes,
+      requireState: true, fence: true, clock: { now: () => 1_000 }, log: silentLogger, // a still clock: no flush by age
+    });
+    stage.onAssignment?.(assigned);
+    const p0 = records(topic).filter((r) => r.offset !== '50');
+    const p1 = p0.slice(0, 10).map((r) => ({ ...r, partition: 1 }));
+    const first = await stage.handle(p0.slice(0, 20), ctx);
+    await first.commit?.(); // delivered: 20
+    const second = await stage.handle(p0.slice(20, 40), ctx); // not delivered yet
+    await (await stage.handle(p1, ctx)).commit?.();
+    // The tick's flush applies partition 0 (commit point 20: delivered) and waits on partition 1.
+    const ticked = stage.tick!(assigned, ctx);
+    await waitFor('partition 1 apply started', async () => p1Applies > 0, 10_000, 5);
+    await waitFor('partition 0 applied', async () => (await real.claimPartition(0, 1)).offsets.get(topic) === 40n, 10_000, 5);
+    await second.commit?.(); // delivered: 40, offers 40
+    release();
+    const t1 = await ticked;
+    stage.committed?.(t1.commitOffsets ?? []); // as the worker does once Kafka took them
+    const t2 = await stage.tick!(assigned, ctx);
+    const committed = [t1, t2].map((t) => committedAt(t, topic)).filter((o) => o !== undefined).map(Number);
+    expect(Math.max(...committed)).toBe(40);
+  });
+
   it('claims every assigned partition on its first tick, before any record of it arrives', async () => {
     // A crashed owner's open transaction on pins.enriched holds back every read_committed reader
     // until the next owner's claim (InitProducerId) aborts it: a partition with no new input

@@ -197,6 +197,22 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
   let assignedPartitions: Set<number> | undefined;
   /** Offsets covered by the state and not yet confirmed committed to Kafka. */
   const toCommit = new Map<string, { topic: string; partition: number; offset: string }>();
+  /**
+   * The highest offset offered for commit per (topic, partition) since the assignment. Offers
+   * arrive out of order: a state flush computes its commit points when its partition is applied
+   * but hands them over when every partition's apply is done, and a batch delivered meanwhile
+   * offers a later point. An older offer replacing a newer one was committed, taken off, and the
+   * newer point never offered again: the group's last offsets stayed uncommitted (seen at the
+   * end of a backlog). So only a higher offset is taken.
+   */
+  const offered = new Map<string, bigint>();
+  function offerCommit(c: { topic: string; partition: number; offset: string }): void {
+    const key = `${c.topic}\n${c.partition}`;
+    const at = BigInt(c.offset);
+    if (at <= (offered.get(key) ?? -1n)) return;
+    offered.set(key, at);
+    toCommit.set(key, c);
+  }
   let buffered = 0; // bytes of every partition's pending + held batches
   let pendingBytes = 0; // bytes of the pending batches alone (not yet handed to a flush)
   let pendingSince: number | undefined; // when the oldest pending record was buffered
@@ -360,7 +376,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
         // committed to Kafka): nothing to apply, but their offsets must still be committed, or the
         // group never catches up.
         const at = commitPoint(owner, topic);
-        if (at !== undefined && BigInt(first.offset) < at) toCommit.set(`${topic}\n${partition}`, { topic, partition, offset: at.toString() });
+        if (at !== undefined && BigInt(first.offset) < at) offerCommit({ topic, partition, offset: at.toString() });
       },
     };
   }
@@ -481,7 +497,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
   function flushStateInBackground(): Promise<void> {
     background ??= flushState()
       .then((committed) => {
-        for (const c of committed) toCommit.set(`${c.topic}\n${c.partition}`, c);
+        for (const c of committed) offerCommit(c);
       })
       .catch((err: unknown) => deps.log.warn('enrich state flush failed; the next tick retries', { error: String(err) }))
       .finally(() => (background = undefined));
@@ -595,7 +611,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     const stateFlushed = flushState();
     stateFlushed.catch(() => undefined); // awaited below; failing there fails the tick
     const offsetsFlushed = async () => {
-      for (const c of await stateFlushed) toCommit.set(`${c.topic}\n${c.partition}`, c);
+      for (const c of await stateFlushed) offerCommit(c);
       return [...toCommit.values()];
     };
     if (deps.requireState && (stateMissing || !(await store.stateReady()))) {
@@ -722,6 +738,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       claimingPublish = new Set();
       owned = new Map();
       toCommit.clear();
+      offered.clear(); // Kafka redelivers from the committed offset: every point is offered again
       buffered = 0;
       pendingBytes = 0;
       pendingSince = undefined;
