@@ -207,12 +207,14 @@ describe.skipIf(!inject('stack')).each(REDIS_MODES)('enrich state fences on %s R
     await s.markStateReady({ source: 'fresh', at: new Date().toISOString() }, [3]);
     const { epoch } = await s.claimPartition(3);
     const created = batch(epoch, 1).pins[0]!.ops[0]!;
+    // Quotes, a backslash, non-ASCII and an astral character: the ops reach the script as JSON.
+    const blue = 'blue "sky" \\ café 日本 😀';
     const ev = (event: number, kind: 'board' | 'query', text: string) => ({ event, kind, text });
     const at = (ids: string[], pins: PartitionBatch['pins']): PartitionBatch => ({ partition: 3, epoch, requireReady: true, offsets: [], eventIds: ids, pins });
     // Texts interleaved within a segment, two pins, ids not in segment order.
     const first = await s.applyBatch(
       at(['e1', 'e2', 'e3', 'e4', 'e5', 'e6'], [
-        { pinId: 'pin-m', ops: [created, { op: 'engagements', events: [ev(0, 'query', 'red'), ev(2, 'board', 'home'), ev(1, 'query', 'blue'), ev(4, 'query', 'red')] }] },
+        { pinId: 'pin-m', ops: [created, { op: 'engagements', events: [ev(0, 'query', 'red'), ev(2, 'board', 'home'), ev(1, 'query', blue), ev(4, 'query', 'red')] }] },
         { pinId: 'pin-n', ops: [created, { op: 'engagements', events: [ev(5, 'query', 'red'), ev(3, 'query', 'green')] }] },
       ]),
       Date.now(),
@@ -222,7 +224,7 @@ describe.skipIf(!inject('stack')).each(REDIS_MODES)('enrich state fences on %s R
     // deleted and a later segment of it is ignored.
     const second = await s.applyBatch(
       at(['e7', 'e4', 'e2', 'e8', 'e9'], [
-        { pinId: 'pin-m', ops: [{ op: 'engagements', events: [ev(0, 'query', 'red'), ev(2, 'query', 'blue'), ev(3, 'board', 'home')] }] },
+        { pinId: 'pin-m', ops: [{ op: 'engagements', events: [ev(0, 'query', 'red'), ev(2, 'query', blue), ev(3, 'board', 'home')] }] },
         { pinId: 'pin-n', ops: [{ op: 'engagements', events: [ev(1, 'query', 'green')] }, { op: 'pin', eventTimeMs: 9, type: 'deleted', pin: null }, { op: 'engagements', events: [ev(4, 'query', 'red')] }] },
       ]),
       Date.now(),
@@ -230,7 +232,7 @@ describe.skipIf(!inject('stack')).each(REDIS_MODES)('enrich state fences on %s R
     expect(second).toMatchObject({ status: 'applied', counted: 2, duplicates: 2, ignored: 1 });
     const [m, n] = await s.readPins([{ partition: 3, pinId: 'pin-m' }, { partition: 3, pinId: 'pin-n' }], 10, new Map([[3, epoch]]), () => {});
     const counts = (list: Array<{ text: string; count: number }> | undefined) => Object.fromEntries((list ?? []).map((c) => [c.text, c.count]));
-    expect(counts(m?.queries)).toEqual({ red: 3, blue: 1 });
+    expect(counts(m?.queries)).toEqual({ red: 3, [blue]: 1 });
     expect(counts(m?.boards)).toEqual({ home: 2 });
     expect(n).toMatchObject({ deleted: true, engagements: 0, queries: [] });
   });

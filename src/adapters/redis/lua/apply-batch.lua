@@ -21,8 +21,11 @@ ARGV:
   4 B   5 TTL of the newest bucket (s)   6 '1' to remember new queries for pairs, else '0'
   7 G pins   8 T topics   9 E events
   then T pairs: topic, next offset
-  then E event ids (unique within the call), in the order the 'e' ops below take them
-  then per pin g: pin id, op count, then its ops:
+  then the E event ids (unique within the call), in the order the 'e' ops below take them, as
+  one JSON array
+  then the pins' ops as one JSON array (decoded with cjson; ~4 values per event as separate
+  arguments cost the client more than the one JSON.stringify), per pin g: pin id, op count,
+  then its ops:
     'p' event-time-ms type(created|updated|deleted) pin-JSON   a pin event
     'c' caption-JSON                                           a caption
     'e' m, then m triples: 'b'|'q', folded text, n = the number of the segment's events with
@@ -55,46 +58,46 @@ for _ = 1, nT do
 end
 
 -- Deduplication: which event ids are already in a live bucket (in chunks: Lua's unpack limit).
-local firstId = a
+local ids, A = cjson.decode(ARGV[a]), cjson.decode(ARGV[a + 1])
 local dup = {}
 local CH = 4000
 for from = 0, nE - 1, CH do
   local to = math.min(nE, from + CH)
-  local ids = {}
-  for i = from + 1, to do ids[#ids + 1] = ARGV[firstId + i - 1] end
+  local chunk = {}
+  for i = from + 1, to do chunk[#chunk + 1] = ids[i] end
   for b = 1, nB do
-    local seen = redis.call('SMISMEMBER', KEYS[2 + b], unpack(ids))
+    local seen = redis.call('SMISMEMBER', KEYS[2 + b], unpack(chunk))
     for j = 1, #seen do if seen[j] == 1 then dup[from + j] = true end end
   end
   local fresh = {}
-  for j = 1, #ids do if not dup[from + j] then fresh[#fresh + 1] = ids[j] end end
+  for j = 1, #chunk do if not dup[from + j] then fresh[#fresh + 1] = chunk[j] end end
   if #fresh > 0 then redis.call('SADD', KEYS[3], unpack(fresh)) end
 end
 if nE > 0 then redis.call('EXPIRE', KEYS[3], ttl) end
-a = firstId + nE
+a = 1 -- from here on, A (the ops) is read
 
 local counted, dups, ignored, applied, stale, captions = 0, 0, 0, 0, 0, 0
 local ev = 1 -- the next event id (1-based position in the call's ids) an engagement segment takes
 for g = 1, nG do
   local base = 2 + nB + 4 * (g - 1)
   local h, kb, kq, kn = KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4]
-  local pinId, nOps = ARGV[a], tonumber(ARGV[a + 1])
+  local pinId, nOps = A[a], tonumber(A[a + 1])
   a = a + 2
   local deleted = redis.call('HGET', h, 'deleted') == '1'
   local changed = false
   for _ = 1, nOps do
-    local op = ARGV[a]
+    local op = A[a]
     if op == 'p' then
       local last = tonumber(redis.call('HGET', h, 'etime') or '-1')
-      if tonumber(ARGV[a + 1]) < last then stale = stale + 1
+      if tonumber(A[a + 1]) < last then stale = stale + 1
       else
-        if ARGV[a + 2] == 'deleted' then
-          redis.call('HSET', h, 'deleted', '1', 'etime', ARGV[a + 1], 'engagements', 0)
+        if A[a + 2] == 'deleted' then
+          redis.call('HSET', h, 'deleted', '1', 'etime', A[a + 1], 'engagements', 0)
           redis.call('HDEL', h, 'pin', 'caption')
           redis.call('DEL', kb, kq, kn)
           deleted = true
         else
-          redis.call('HSET', h, 'pin', ARGV[a + 3], 'etime', ARGV[a + 1], 'deleted', '0')
+          redis.call('HSET', h, 'pin', A[a + 3], 'etime', A[a + 1], 'deleted', '0')
           deleted = false
         end
         applied = applied + 1
@@ -102,8 +105,8 @@ for g = 1, nG do
       end
       a = a + 4
     elseif op == 'c' then
-      if not deleted and redis.call('HGET', h, 'caption') ~= ARGV[a + 1] then
-        redis.call('HSET', h, 'caption', ARGV[a + 1])
+      if not deleted and redis.call('HGET', h, 'caption') ~= A[a + 1] then
+        redis.call('HSET', h, 'caption', A[a + 1])
         changed = true
       end
       captions = captions + 1
@@ -111,10 +114,10 @@ for g = 1, nG do
     else
       -- Counted in the caller per distinct text; only duplicates are taken off here. Each
       -- text's events are the next n event ids of the call (ev runs through them).
-      local m, n = tonumber(ARGV[a + 1]), 0
+      local m, n = tonumber(A[a + 1]), 0
       local t = a + 2
       for _ = 1, m do
-        local c = tonumber(ARGV[t + 2])
+        local c = tonumber(A[t + 2])
         local fresh = c
         for i = ev, ev + c - 1 do if dup[i] then fresh = fresh - 1 end end
         ev = ev + c
@@ -122,7 +125,7 @@ for g = 1, nG do
         if fresh > 0 then
           if deleted then ignored = ignored + fresh
           else
-            local kind, text = ARGV[t], ARGV[t + 1]
+            local kind, text = A[t], A[t + 1]
             local total = tonumber(redis.call('ZINCRBY', kind == 'b' and kb or kq, fresh, text))
             if mine and kind == 'q' and total == fresh then redis.call('SADD', kn, text) end
             n = n + fresh
