@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { createRedisFromConfig, type Redis } from '../src/adapters/redis/client.js';
 import { redisKeys } from '../src/adapters/redis/keys.js';
-import { benchEnv, benchStack, configOf, createLagProbe, figure, loadBacklog, mb, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
+import { benchEnv, benchStack, configOf, createLagProbe, dropRun, figure, loadBacklog, mb, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
 import { engagementMessage, pinEventMessage } from './data.js';
 
 /**
@@ -136,6 +136,7 @@ export async function runEnrich(opts: BenchOptions): Promise<BenchResult> {
   } finally {
     await probe.close();
     redis.disconnect();
+    await dropRun(config, opts.log);
   }
 }
 

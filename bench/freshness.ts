@@ -16,7 +16,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { createProducer } from '../src/adapters/kafka/client.js';
 import { createRedisFromConfig } from '../src/adapters/redis/client.js';
 import { redisKeys } from '../src/adapters/redis/keys.js';
-import { benchEnv, benchStack, configOf, createLagProbe, figure, loadBacklog, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
+import { benchEnv, benchStack, configOf, createLagProbe, dropRun, figure, loadBacklog, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
 import { engagementMessage, pinEventMessage } from './data.js';
 import { benchRedisOverride, commandStats, commandStatsPerEvent, cpuSecondsOf } from './enrich.js';
 
@@ -160,6 +160,7 @@ export async function runFreshness(opts: BenchOptions): Promise<BenchResult> {
     await consumer.disconnect().catch(() => undefined);
     await probe.close();
     redis.disconnect();
+    await dropRun(config, opts.log);
   }
 }
 

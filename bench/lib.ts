@@ -17,6 +17,7 @@ import { CompressionTypes, Kafka, logLevel, type Message } from 'kafkajs';
 import { heapFlags } from '../bin/heap.js';
 import { createProducer } from '../src/adapters/kafka/client.js';
 import { createTopics, waitForTopicLeaders } from '../src/adapters/kafka/admin.js';
+import { createRedisFromConfig } from '../src/adapters/redis/client.js';
 import { loadConfig, topics as topicNames, type Config, type Topics } from '../src/config.js';
 import { stackEnv, stackUp, type StackEndpoints } from '../src/stack/index.js';
 import type { WorkerName } from '../src/workers.js';
@@ -80,6 +81,38 @@ export function benchEnv(stack: StackEndpoints, overrides: Record<string, string
     PINRICH_LOG_LEVEL: 'warn',
     ...overrides,
   };
+}
+
+/**
+ * Drop what a benchmark run left on the stack: its Redis keys (`PINRICH_REDIS_PREFIX`) and its
+ * Kafka topics (`PINRICH_TOPIC_PREFIX`). Without it every run kept its state: a full enrich run
+ * leaves 50,000 pins' state in Redis (~0.5 GB) and ~0.5 GB of topics, and a dev stack reused for
+ * a day of benchmarks held 4.8 GB in Redis, which slowed the later runs' Redis. BENCH_KEEP=1
+ * keeps them (to inspect a run). Best effort: a failure is logged, not thrown.
+ */
+export async function dropRun(config: Config, log: (l: string) => void): Promise<void> {
+  if (process.env.BENCH_KEEP === '1') return;
+  const redis = createRedisFromConfig(config);
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redisKeyPrefix}*`, 'COUNT', 5_000);
+      cursor = next;
+      if (keys.length) await redis.unlink(...keys);
+    } while (cursor !== '0');
+    const admin = benchKafka(config).admin();
+    await admin.connect();
+    try {
+      const topics = (await admin.listTopics()).filter((t) => t.startsWith(config.topicPrefix));
+      if (topics.length) await admin.deleteTopics({ topics, timeout: 30_000 });
+    } finally {
+      await admin.disconnect();
+    }
+  } catch (err) {
+    log(`bench: could not drop the run's keys and topics (${String(err)}); BENCH_KEEP=1 skips this`);
+  } finally {
+    redis.disconnect();
+  }
 }
 
 export function configOf(env: Record<string, string>): Config {

@@ -7,6 +7,7 @@
  * - the Kafka Streams peer (bench/streams/) on a tiny input: its output topic holds, for every
  *   pin, the document a recount of the input gives (duplicates dropped, counts, top K with ties
  *   by text) — the peer does the same work as enrich, so its figure is a fair comparison;
+ * - a run's keys and topics are dropped at its end (dropRun), another run's are left alone;
  * - the soak (bench/soak.ts) for seconds instead of 30 minutes: all four workers sampled, records
  *   flowing through each, the report, the markdown and the SVG plot written.
  */
@@ -17,12 +18,40 @@ import { Kafka, logLevel } from 'kafkajs';
 import { describe, expect, inject, it } from 'vitest';
 import { runDump } from '../../bench/dump.js';
 import { engagementMessage, pinEventMessage, pinId } from '../../bench/data.js';
-import { benchEnv, configOf, loadBacklog, setupTopics } from '../../bench/lib.js';
+import { benchEnv, configOf, dropRun, loadBacklog, setupTopics } from '../../bench/lib.js';
+import { createRedisFromConfig } from '../../src/adapters/redis/client.js';
 import { runSoak, slope, verdicts, type SoakReport } from '../../bench/soak.js';
 import { runStreamsPeer } from '../../bench/streams.js';
 import { topK } from '../../src/core/document.js';
 import { foldText } from '../../src/core/text.js';
 import { WORKER_NAMES } from '../../src/workers.js';
+
+describe.skipIf(!inject('stack'))('bench run clean-up', () => {
+  it("drops the run's Redis keys and Kafka topics, and leaves another run's alone", async () => {
+    const mine = configOf(benchEnv(inject('stack')));
+    const other = configOf(benchEnv(inject('stack')));
+    await setupTopics(mine);
+    await setupTopics(other);
+    const redis = createRedisFromConfig(mine);
+    const admin = new Kafka({ brokers: [...mine.kafkaBrokers], logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    try {
+      await redis.set(`${mine.redisKeyPrefix}a`, '1');
+      await redis.hset(`${mine.redisKeyPrefix}{p0}:meta`, 'ready', '1');
+      await redis.set(`${other.redisKeyPrefix}a`, '1');
+      await dropRun(mine, () => {});
+      const topics = await admin.listTopics();
+      expect(topics.filter((t) => t.startsWith(mine.topicPrefix))).toEqual([]);
+      expect(topics.filter((t) => t.startsWith(other.topicPrefix)).length).toBeGreaterThan(0);
+      expect(await redis.exists(`${mine.redisKeyPrefix}a`, `${mine.redisKeyPrefix}{p0}:meta`)).toBe(0);
+      expect(await redis.get(`${other.redisKeyPrefix}a`)).toBe('1');
+      await dropRun(other, () => {});
+    } finally {
+      await admin.disconnect();
+      redis.disconnect();
+    }
+  });
+});
 
 describe.skipIf(!inject('stack'))('bench smoke (dump, --quick)', () => {
   it('produces a result with figures, commands, settings and targets', async () => {
