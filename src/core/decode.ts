@@ -75,6 +75,23 @@ export function decodeRecord<N extends ContractName>(
   return { ok: true, value: parsed.data as never };
 }
 
+/**
+ * The cheap first half of {@link decodeRecord}, for hot-path decoders that check one contract
+ * by hand (stages/dump/decode-label.ts, stages/enrich/decode-engagement.ts): a record's text and
+ * parsed JSON when it is within `maxBytes`, UTF-8, JSON and free of surrogate escapes; undefined
+ * otherwise, and the caller hands the record to decodeRecord, which says which check failed.
+ */
+export function parseRecordJson(bytes: Buffer | null, maxBytes: number): { text: string; json: unknown } | undefined {
+  if (bytes === null || bytes.length === 0 || bytes.length > maxBytes) return undefined;
+  try {
+    const text = utf8.decode(bytes);
+    const json: unknown = JSON.parse(text);
+    return SURROGATE_ESCAPE.test(text) ? undefined : { text, json };
+  } catch {
+    return undefined;
+  }
+}
+
 function fail(code: DeadLetterCode, reason: string) {
   return { ok: false as const, code, reason };
 }

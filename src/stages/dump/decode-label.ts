@@ -14,10 +14,8 @@
  */
 import { LABEL, LABEL_VERSION, type Label } from '../../../schemas/label.js';
 import { LIMITS, Timestamp } from '../../../schemas/common.js';
-import { decodeRecord, type Decoded } from '../../core/decode.js';
+import { decodeRecord, parseRecordJson, type Decoded } from '../../core/decode.js';
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 // The patterns of schemas/label.ts and schemas/common.ts (Id, LanguageTag), as they are there.
 const PAIR_ID = /^[0-9a-f]{32,64}$/;
 const ID = /^[A-Za-z0-9_.:-]+$/;
@@ -33,17 +31,8 @@ export type DecodedLabel = { ok: true; value: Label; text?: string } | Extract<D
 
 /** Decode one `relevance.labels` record value: a `Label`, or the dead-letter code and reason. */
 export function decodeLabel(bytes: Buffer | null, maxBytes: number): DecodedLabel {
-  if (bytes !== null && bytes.length > 0 && bytes.length <= maxBytes) {
-    let text: string | undefined;
-    let json: unknown;
-    try {
-      text = utf8.decode(bytes);
-      json = JSON.parse(text);
-    } catch {
-      json = undefined; // decodeRecord says which (UTF-8 or JSON) and how
-    }
-    if (text !== undefined && json !== undefined && !SURROGATE_ESCAPE.test(text) && isLabelV1(json)) return { ok: true, value: json, text };
-  }
+  const parsed = parseRecordJson(bytes, maxBytes);
+  if (parsed && isLabelV1(parsed.json)) return { ok: true, value: parsed.json, text: parsed.text };
   return decodeRecord(LABEL, bytes, maxBytes) as Decoded<Label>;
 }
 

@@ -17,10 +17,8 @@
  */
 import { ENGAGEMENT_EVENT, ENGAGEMENT_EVENT_VERSION, SEARCH_ENGAGEMENT_TYPES, type EngagementEvent } from '../../../schemas/engagement-event.js';
 import { LIMITS, Timestamp } from '../../../schemas/common.js';
-import { decodeRecord, type Decoded } from '../../core/decode.js';
+import { decodeRecord, parseRecordJson, type Decoded } from '../../core/decode.js';
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 // The patterns of schemas/common.ts, as they are there: Id's, and the RFC 3339 pattern zod's own
 // Timestamp check tests (read from the schema, so the two cannot drift apart).
 const ID = /^[A-Za-z0-9_.:-]+$/;
@@ -29,17 +27,8 @@ const SEARCH_TYPES: ReadonlySet<unknown> = new Set(SEARCH_ENGAGEMENT_TYPES);
 
 /** Decode one `pins.engagement` record value: an `EngagementEvent`, or the dead-letter code and reason. */
 export function decodeEngagement(bytes: Buffer | null, maxBytes: number): Decoded<EngagementEvent> {
-  if (bytes !== null && bytes.length > 0 && bytes.length <= maxBytes) {
-    let text: string | undefined;
-    let json: unknown;
-    try {
-      text = utf8.decode(bytes);
-      json = JSON.parse(text);
-    } catch {
-      json = undefined; // decodeRecord says which (UTF-8 or JSON) and how
-    }
-    if (text !== undefined && json !== undefined && !SURROGATE_ESCAPE.test(text) && isEngagementV1(json)) return { ok: true, value: json };
-  }
+  const parsed = parseRecordJson(bytes, maxBytes);
+  if (parsed && isEngagementV1(parsed.json)) return { ok: true, value: parsed.json };
   return decodeRecord(ENGAGEMENT_EVENT, bytes, maxBytes);
 }
 
