@@ -1,0 +1,50 @@
+/**
+ * Micro-benchmark of the `set-document` script (src/adapters/redis/lua/set-document.lua): 20,000
+ * calls in pipelines of 2,000, each writing a ~1.3 KB document of a new version over the last,
+ * reporting Redis' CPU (`INFO cpu`) per call beside a plain `SET` of the same documents, so two
+ * trees can be compared:
+ *
+ *   npx tsx bench/micro/set-document.ts                       # this checkout, the local stack's Redis
+ *   ROOT=/path/to/other/checkout npx tsx bench/micro/set-document.ts
+ *
+ * PINRICH_REDIS_URL picks another Redis; the run's keys are deleted at the end.
+ */
+import { Redis as IORedis } from 'ioredis';
+import { REPO_ROOT } from '../lib.js';
+import { stackUp } from '../../src/stack/index.js';
+
+const ROOT = process.env.ROOT ?? REPO_ROOT;
+const url = process.env.PINRICH_REDIS_URL ?? (await stackUp({ log: () => {} })).redisUrl;
+const { withScripts } = (await import(`${ROOT}/src/adapters/redis/lua.ts`)) as typeof import('../../src/adapters/redis/lua.js');
+const redis = withScripts(new IORedis(url) as never);
+const prefix = `micro-${Date.now()}:`;
+const PINS = 2_000;
+const ROUNDS = 10;
+const text = 'Summer outfit ideas, linen dresses and sandals for the beach. '.repeat(16);
+const doc = (pin: number, version: number) =>
+  JSON.stringify({ schema: 'enriched_document', schema_version: 1, pin_id: `pin-${pin}`, pin_text: text, content_hash: 'h'.repeat(64), version, updated_at: new Date(1_800_000_000_000 + version).toISOString() });
+const redisCpu = async () => {
+  const info = await redis.info('cpu');
+  return Number(/used_cpu_user:([\d.]+)/.exec(info)![1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)![1]);
+};
+async function measure(name: string, add: (pipe: ReturnType<typeof redis.pipeline>, pin: number, version: number) => void): Promise<void> {
+  const run = async (v: number) => {
+    const pipe = redis.pipeline();
+    for (let p = 0; p < PINS; p++) add(pipe, p, v);
+    await pipe.exec();
+  };
+  await run(0); // warm-up (and the first version)
+  const before = await redisCpu();
+  for (let v = 1; v <= ROUNDS; v++) await run(v);
+  const us = (((await redisCpu()) - before) * 1e6) / (ROUNDS * PINS);
+  console.log(`${name}: ${us.toFixed(1)} µs of Redis CPU per call (${(doc(0, 1).length / 1024).toFixed(1)} KB document)`);
+}
+await measure('set-document', (pipe, p, v) => (pipe as unknown as Record<string, (...a: unknown[]) => void>).pinrichSetDocument!(1, `${prefix}doc:${p}`, doc(p, v + 1), v + 1));
+await measure('plain SET', (pipe, p, v) => pipe.set(`${prefix}set:${p}`, doc(p, v + 1)));
+let cursor = '0';
+do {
+  const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 5_000);
+  cursor = next;
+  if (keys.length) await redis.unlink(...keys);
+} while (cursor !== '0');
+redis.disconnect();
