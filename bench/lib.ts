@@ -12,6 +12,7 @@ import { mkdirSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Redis as IORedis } from 'ioredis';
 import { CompressionTypes, Kafka, logLevel, type Message } from 'kafkajs';
 // The `pinrich` bin's heap settings: workers here start as a user's `pinrich run <worker>` does.
 import { heapFlags } from '../bin/heap.js';
@@ -83,6 +84,22 @@ export function benchEnv(stack: StackEndpoints, overrides: Record<string, string
   };
 }
 
+/** Delete every Redis key under `prefix` (SCAN and UNLINK, a page at a time). */
+export async function unlinkByPrefix(redis: Pick<IORedis, 'scan' | 'unlink'>, prefix: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 5_000);
+    cursor = next;
+    if (keys.length) await redis.unlink(...keys);
+  } while (cursor !== '0');
+}
+
+/** Redis' own CPU seconds so far (user + system, `INFO cpu`): the work, not a loaded machine's time. */
+export async function redisCpuSeconds(redis: Pick<IORedis, 'info'>): Promise<number> {
+  const info = await redis.info('cpu');
+  return Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? NaN) + Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? NaN);
+}
+
 /**
  * Drop what a benchmark run left on the stack: its Redis keys (`PINRICH_REDIS_PREFIX`) and its
  * Kafka topics (`PINRICH_TOPIC_PREFIX`). Without it every run kept its state: a full enrich run
@@ -94,12 +111,7 @@ export async function dropRun(config: Config, log: (l: string) => void): Promise
   if (process.env.BENCH_KEEP === '1') return;
   const redis = createRedisFromConfig(config);
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${config.redisKeyPrefix}*`, 'COUNT', 5_000);
-      cursor = next;
-      if (keys.length) await redis.unlink(...keys);
-    } while (cursor !== '0');
+    await unlinkByPrefix(redis, config.redisKeyPrefix);
     const admin = benchKafka(config).admin();
     await admin.connect();
     try {

@@ -11,7 +11,7 @@
  * PINRICH_REDIS_URL picks another Redis; the run's keys are deleted at the end.
  */
 import { Redis as IORedis } from 'ioredis';
-import { REPO_ROOT } from '../lib.js';
+import { REPO_ROOT, redisCpuSeconds, unlinkByPrefix } from '../lib.js';
 import { stackUp } from '../../src/stack/index.js';
 
 const ROOT = process.env.ROOT ?? REPO_ROOT;
@@ -41,10 +41,7 @@ function batch(round: number): Batch {
   }
   return { partition: 0, epoch, requireReady: true, offsets: [{ topic: 't', next: String((round + 1) * EVENTS) }], eventIds, pins: [...pins].map(([pinId, op]) => ({ pinId, ops: [op] })) };
 }
-const redisCpu = async () => {
-  const info = await redis.info('cpu');
-  return Number(/used_cpu_user:([\d.]+)/.exec(info)![1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)![1]);
-};
+const redisCpu = () => redisCpuSeconds(redis);
 
 const batches = Array.from({ length: ROUNDS + 2 }, (_, r) => batch(r));
 for (const b of batches.slice(0, 2)) await store.applyBatch(b, Date.now()); // warm-up
@@ -57,10 +54,5 @@ const wall = performance.now() - t0;
 const redisSeconds = (await redisCpu()) - redis0;
 const n = ROUNDS * EVENTS;
 console.log(JSON.stringify({ root: ROOT, events: n, clientUsPerEvent: +((cpu.user + cpu.system) / n).toFixed(2), redisUsPerEvent: +((redisSeconds * 1e6) / n).toFixed(2), wallUsPerEvent: +((wall * 1000) / n).toFixed(2) }));
-let cursor = '0';
-do {
-  const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 5_000);
-  cursor = next;
-  if (keys.length) await redis.unlink(...keys);
-} while (cursor !== '0');
+await unlinkByPrefix(redis, prefix);
 redis.disconnect();

@@ -10,7 +10,7 @@
  * PINRICH_REDIS_URL picks another Redis; the run's keys are deleted at the end.
  */
 import { Redis as IORedis } from 'ioredis';
-import { REPO_ROOT } from '../lib.js';
+import { REPO_ROOT, redisCpuSeconds, unlinkByPrefix } from '../lib.js';
 import { stackUp } from '../../src/stack/index.js';
 
 const ROOT = process.env.ROOT ?? REPO_ROOT;
@@ -23,10 +23,7 @@ const ROUNDS = 10;
 const text = 'Summer outfit ideas, linen dresses and sandals for the beach. '.repeat(16);
 const doc = (pin: number, version: number) =>
   JSON.stringify({ schema: 'enriched_document', schema_version: 1, pin_id: `pin-${pin}`, pin_text: text, content_hash: 'h'.repeat(64), version, updated_at: new Date(1_800_000_000_000 + version).toISOString() });
-const redisCpu = async () => {
-  const info = await redis.info('cpu');
-  return Number(/used_cpu_user:([\d.]+)/.exec(info)![1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)![1]);
-};
+const redisCpu = () => redisCpuSeconds(redis);
 async function measure(name: string, add: (pipe: ReturnType<typeof redis.pipeline>, pin: number, version: number) => void): Promise<void> {
   const run = async (v: number) => {
     const pipe = redis.pipeline();
@@ -41,10 +38,5 @@ async function measure(name: string, add: (pipe: ReturnType<typeof redis.pipelin
 }
 await measure('set-document', (pipe, p, v) => (pipe as unknown as Record<string, (...a: unknown[]) => void>).pinrichSetDocument!(1, `${prefix}doc:${p}`, doc(p, v + 1), v + 1));
 await measure('plain SET', (pipe, p, v) => pipe.set(`${prefix}set:${p}`, doc(p, v + 1)));
-let cursor = '0';
-do {
-  const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 5_000);
-  cursor = next;
-  if (keys.length) await redis.unlink(...keys);
-} while (cursor !== '0');
+await unlinkByPrefix(redis, prefix);
 redis.disconnect();
