@@ -13,7 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { createRedisFromConfig, type Redis } from '../src/adapters/redis/client.js';
 import { redisKeys } from '../src/adapters/redis/keys.js';
-import { benchEnv, benchStack, configOf, createLagProbe, dropRun, figure, loadBacklog, mb, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
+import { benchEnv, benchStack, configOf, createLagProbe, dropRun, figure, infoCpuSeconds, loadBacklog, mb, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
 import { engagementMessage, pinEventMessage } from './data.js';
 
 /**
@@ -39,8 +39,7 @@ export async function commandStats(redis: Redis): Promise<Map<string, { calls: n
   const out = new Map<string, { calls: number; usec: number }>();
   const info = await redis.info('all');
   for (const m of info.matchAll(/^cmdstat_(\S+):calls=(\d+),usec=(\d+)/gm)) out.set(m[1]!, { calls: Number(m[2]), usec: Number(m[3]) });
-  const cpu = (field: string) => Number(new RegExp(`^${field}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
-  out.set('cpu', { calls: 1, usec: (cpu('used_cpu_user') + cpu('used_cpu_sys')) * 1e6 });
+  out.set('cpu', { calls: 1, usec: infoCpuSeconds(info) * 1e6 });
   return out;
 }
 

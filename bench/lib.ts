@@ -94,10 +94,15 @@ export async function unlinkByPrefix(redis: Pick<IORedis, 'scan' | 'unlink'>, pr
   } while (cursor !== '0');
 }
 
-/** Redis' own CPU seconds so far (user + system, `INFO cpu`): the work, not a loaded machine's time. */
+/** Redis' own CPU seconds (user + system) in the text of an `INFO` reply that has its cpu section. */
+export function infoCpuSeconds(info: string): number {
+  const field = (name: string) => Number(new RegExp(`^${name}:([\\d.]+)`, 'm').exec(info)?.[1] ?? NaN);
+  return field('used_cpu_user') + field('used_cpu_sys');
+}
+
+/** Redis' own CPU seconds so far (`INFO cpu`): the work, not a loaded machine's time. */
 export async function redisCpuSeconds(redis: Pick<IORedis, 'info'>): Promise<number> {
-  const info = await redis.info('cpu');
-  return Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? NaN) + Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? NaN);
+  return infoCpuSeconds(await redis.info('cpu'));
 }
 
 /**

@@ -11,11 +11,10 @@
  * PINRICH_REDIS_URL picks another Redis; the run's keys are deleted at the end.
  */
 import { Redis as IORedis } from 'ioredis';
-import { REPO_ROOT, redisCpuSeconds, unlinkByPrefix } from '../lib.js';
-import { stackUp } from '../../src/stack/index.js';
+import { benchStack, REPO_ROOT, redisCpuSeconds, unlinkByPrefix } from '../lib.js';
 
 const ROOT = process.env.ROOT ?? REPO_ROOT;
-const url = process.env.PINRICH_REDIS_URL ?? (await stackUp({ log: () => {} })).redisUrl;
+const url = process.env.PINRICH_REDIS_URL ?? (await benchStack(() => {})).redisUrl;
 const { createRedisEnrichStore } = (await import(`${ROOT}/src/adapters/redis/enrich-state.ts`)) as typeof import('../../src/adapters/redis/enrich-state.js');
 const redis = new IORedis(url);
 const prefix = `micro-${Date.now()}:`;
