@@ -1,8 +1,9 @@
 /**
  * Micro-benchmark of the `set-document` script (src/adapters/redis/lua/set-document.lua): 20,000
- * calls in pipelines of 2,000, each writing a ~1.3 KB document of a new version over the last,
- * reporting Redis' CPU (`INFO cpu`) per call beside a plain `SET` of the same documents, so two
- * trees can be compared:
+ * documents in pipelines of 2,000, each a ~1.3 KB document of a new version over the last, one
+ * per script run (as on a Redis Cluster) and 200 per run (one server), reporting Redis' CPU
+ * (`INFO cpu`) per document beside a plain `SET` of the same documents, so two trees can be
+ * compared:
  *
  *   npx tsx bench/micro/set-document.ts                       # this checkout, the local stack's Redis
  *   ROOT=/path/to/other/checkout npx tsx bench/micro/set-document.ts
@@ -33,9 +34,16 @@ async function measure(name: string, add: (pipe: ReturnType<typeof redis.pipelin
   const before = await redisCpu();
   for (let v = 1; v <= ROUNDS; v++) await run(v);
   const us = (((await redisCpu()) - before) * 1e6) / (ROUNDS * PINS);
-  console.log(`${name}: ${us.toFixed(1)} µs of Redis CPU per call (${(doc(0, 1).length / 1024).toFixed(1)} KB document)`);
+  console.log(`${name}: ${us.toFixed(1)} µs of Redis CPU per document (${(doc(0, 1).length / 1024).toFixed(1)} KB document)`);
 }
-await measure('set-document', (pipe, p, v) => (pipe as unknown as Record<string, (...a: unknown[]) => void>).pinrichSetDocument!(1, `${prefix}doc:${p}`, doc(p, v + 1), v + 1));
+const setDocument = (pipe: ReturnType<typeof redis.pipeline>, ...args: unknown[]) => (pipe as unknown as Record<string, (...a: unknown[]) => void>).pinrichSetDocument!(...args);
+await measure('set-document, one per call (a cluster)', (pipe, p, v) => setDocument(pipe, 1, `${prefix}doc:${p}`, doc(p, v + 1), v + 1));
+// 200 per call, as the enrich store sends them on one server (the call goes with its last pin).
+await measure('set-document, 200 per call', (pipe, p, v) => {
+  if (p % 200 !== 199) return;
+  const pins = Array.from({ length: 200 }, (_, i) => p - 199 + i);
+  setDocument(pipe, 200, ...pins.map((q) => `${prefix}doc:${q}`), ...pins.flatMap((q) => [doc(q, v + 1), v + 1]));
+});
 await measure('plain SET', (pipe, p, v) => pipe.set(`${prefix}set:${p}`, doc(p, v + 1)));
 await unlinkByPrefix(redis, prefix);
 redis.disconnect();

@@ -61,8 +61,10 @@ export function buildDocument(pinId: string, state: PinState, k: number): Docume
   // A caption counts only for the pin's current image (an update may have replaced the image).
   const caption = pin.image_key && state.caption?.image_key === pin.image_key ? state.caption : null;
   const captionStatus: DocumentContent['caption_status'] = !pin.image_key ? 'none' : caption ? caption.status : 'pending';
-  const lang = resolveLanguage(pin.language, [pin.title, pin.description, pin.link_title].filter(Boolean).join('. '));
-  const body = {
+  const lang = resolveLanguage(pin.language, pin.language ? '' : [pin.title, pin.description, pin.link_title].filter(Boolean).join('. '));
+  // One object, built in the published key order and completed in place (pin_text, then
+  // content_hash): no copies of it per document, the hot path of a flush.
+  const content: Omit<DocumentContent, 'content_hash'> & { content_hash?: string } = {
     schema: 'enriched_document' as const,
     schema_version: 1 as const,
     pin_id: pinId,
@@ -78,20 +80,22 @@ export function buildDocument(pinId: string, state: PinState, k: number): Docume
     board_titles: topK(state.boards, k),
     engaged_queries: topK(state.queries, k),
     engagement_count: state.engagementCount,
+    pin_text: '',
   };
-  const pin_text = assemblePinText(body);
-  const hashed = JSON.stringify({ ...body, pin_text });
-  const content_hash = createHash('sha256').update(hashed).digest('hex');
-  const content: DocumentContent = { ...body, pin_text, content_hash };
-  hashedJson.set(content, hashed);
-  return content;
+  content.pin_text = assemblePinText(content);
+  // The hash covers every field but itself (and the version and updated_at added at publish).
+  const hashed = JSON.stringify(content);
+  content.content_hash = createHash('sha256').update(hashed).digest('hex');
+  Object.defineProperty(content, HASHED_JSON, { value: hashed }); // not enumerable: a copy drops it
+  return content as DocumentContent;
 }
 
 /**
- * The JSON that `buildDocument` hashed, per content it returned: {@link documentJson} extends it
- * instead of serialising the whole document a second time (the largest cost of a document).
+ * The JSON that `buildDocument` hashed, kept on the content it returned: {@link documentJson}
+ * extends it instead of serialising the whole document a second time (the largest cost of a
+ * document). A non-enumerable symbol: JSON, spreads and comparisons never see it.
  */
-const hashedJson = new WeakMap<DocumentContent, string>();
+const HASHED_JSON = Symbol('hashedJson');
 
 /**
  * `JSON.stringify({ ...content, version, updated_at })`, the published document, byte for byte.
@@ -99,7 +103,7 @@ const hashedJson = new WeakMap<DocumentContent, string>();
  * made for the hash (the same keys in the same order, so the same bytes).
  */
 export function documentJson(content: DocumentContent, version: number, updatedAt: string): string {
-  const hashed = hashedJson.get(content);
+  const hashed = (content as DocumentContent & { [HASHED_JSON]?: string })[HASHED_JSON];
   if (hashed === undefined) return JSON.stringify({ ...content, version, updated_at: updatedAt });
   return `${hashed.slice(0, -1)},"content_hash":${JSON.stringify(content.content_hash)},"version":${JSON.stringify(version)},"updated_at":${JSON.stringify(updatedAt)}}`;
 }

@@ -272,4 +272,25 @@ describe.skipIf(!inject('stack')).each(REDIS_MODES)('enrich state fences on %s R
     await publish(7, doc(7, '2026-12-02T06:00:06.000Z', 'v7'));
     expect(await stored()).toBe('v7');
   });
+
+  it('orders each document of a many-pin commit on its own (one script run for many on one server)', async () => {
+    const s = store();
+    const keys = redisKeys(config.redisKeyPrefix);
+    // More pins than one set-document run takes, so a commit spans several runs.
+    const pins = Array.from({ length: 450 }, (_, i) => `pin-many-${i}`);
+    const doc = (pin: string, version: number, text: string) => JSON.stringify({ schema_version: 1, pin_id: pin, pin_text: text, version, updated_at: '2026-12-03T08:00:00.000Z' });
+    const commit = (version: (i: number) => number, text: (i: number) => string | null) =>
+      s.commitFlushes(pins.map((pinId, i) => ({ partition: 2, pin: { pinId, gen: 'x' } as StoredPin, published: { hash: `h${version(i)}`, version: version(i), doc: text(i) === null ? null : doc(pinId, version(i), text(i)!) }, queries: [] })));
+    await commit(() => 5, (i) => `first ${i}`);
+    // Every third pin gets an older version (refused), every third a tombstone of an older one
+    // (refused), the rest a newer version; then a tombstone of the current version deletes.
+    await commit((i) => (i % 3 === 2 ? 6 : 4), (i) => (i % 3 === 1 ? null : `second ${i}`));
+    // One GET per pin: on the cluster the documents are in many slots.
+    const stored = async () => (await Promise.all(pins.map((p) => redis.get(keys.document(p))))).map((d) => (d === null ? null : (JSON.parse(d) as { pin_text: string }).pin_text));
+    expect(await stored()).toEqual(pins.map((_, i) => (i % 3 === 2 ? `second ${i}` : `first ${i}`)));
+    // Version 5 everywhere: below the v6 documents (refused, tombstone or not), equal to the
+    // others (the same build time: written; a tombstone of it deletes).
+    await commit(() => 5, (i) => (i % 2 === 0 ? null : `third ${i}`));
+    expect(await stored()).toEqual(pins.map((_, i) => (i % 3 === 2 ? `second ${i}` : i % 2 === 0 ? null : `third ${i}`)));
+  });
 });

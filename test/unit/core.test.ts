@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { decodeRecord } from '../../src/core/decode.js';
 import { assemblePinText, buildDocument, topK, type PinState } from '../../src/core/document.js';
@@ -123,6 +124,9 @@ describe('document assembly', () => {
     expect(a.content_hash).toBe(b.content_hash);
     expect(a.content_hash).toMatch(/^[0-9a-f]{64}$/);
     expect(buildDocument('p1', { ...state, engagementCount: 13 }, 10).content_hash).not.toBe(a.content_hash);
+    // What it hashes: the document's JSON without the hash itself (version and updated_at come at publish).
+    const { content_hash, ...rest } = a;
+    expect(content_hash).toBe(createHash('sha256').update(JSON.stringify(rest)).digest('hex'));
   });
 
   it('uses a caption only for the current image', () => {

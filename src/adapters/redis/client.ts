@@ -106,6 +106,11 @@ export function redisOptions(url: string, opts: { tlsCaFile?: string } = {}): Re
   };
 }
 
+/** True for a Redis Cluster client: every script and multi-key command must stay inside one slot. */
+export function isCluster(redis: Redis): redis is Cluster {
+  return redis instanceof Cluster;
+}
+
 /**
  * A pipeline whose commands may be in different hash slots. On one server it is a plain ioredis
  * pipeline (one round trip). On a cluster, ioredis refuses a pipeline whose keys are not all
@@ -116,7 +121,7 @@ export function redisOptions(url: string, opts: { tlsCaFile?: string } = {}): Re
  * inside one slot. Only command calls and `exec()` are supported on the cluster form.
  */
 export function crossSlotPipeline(redis: Redis): ReturnType<Redis['pipeline']> {
-  if (!(redis instanceof Cluster)) return redis.pipeline();
+  if (!isCluster(redis)) return redis.pipeline();
   const calls: Array<() => Promise<unknown>> = [];
   const target = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
   const pipe: unknown = new Proxy(

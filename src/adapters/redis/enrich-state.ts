@@ -16,7 +16,7 @@
  * A tick's pins are read and committed in batches (read-pins, commit-flushes), a few hundred
  * pins of one partition per script call.
  */
-import { crossSlotPipeline, type Redis } from './client.js';
+import { crossSlotPipeline, isCluster, type Redis } from './client.js';
 import type { CaptionState, PinFields } from '../../core/document.js';
 import type { EnrichStateStore, StoredPin } from '../../stages/enrich/ports.js';
 import { redisKeys, type RedisKeys } from './keys.js';
@@ -71,6 +71,24 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
       if (err) throw err;
       return value;
     });
+
+  /**
+   * Write published documents (null: a tombstone), each never over a newer one (set-document).
+   * On one server a few hundred go in one script run; on a cluster each document key is its own
+   * slot, so one per run (all in flight together).
+   */
+  const setDocuments = async (docs: ReadonlyArray<{ pinId: string; doc: string | null; version: number }>): Promise<void> => {
+    if (docs.length === 0) return;
+    const perCall = isCluster(plainRedis) ? 1 : PINS_PER_CALL;
+    const pipe = pipeline();
+    for (let from = 0; from < docs.length; from += perCall) {
+      const chunk = docs.slice(from, from + perCall);
+      const args: Array<string | number> = chunk.map((d) => keys.document(d.pinId));
+      for (const d of chunk) args.push(d.doc ?? '', d.version);
+      pipe.pinrichSetDocument(chunk.length, ...args);
+    }
+    await execAll(pipe);
+  };
 
   return {
     async claimPartition(partition, resumeEpoch) {
@@ -177,14 +195,7 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
       // The documents first (each in its own pin's slot, never over a newer one: set-document),
       // then per partition the state that says they were published: a crash in between
       // re-flushes the pin (nothing lost).
-      const docs = pipeline();
-      let anyDoc = false;
-      for (const { pin, published } of items) {
-        if (!published) continue;
-        anyDoc = true;
-        docs.pinrichSetDocument(1, keys.document(pin.pinId), published.doc ?? '', published.version);
-      }
-      if (anyDoc) await execAll(docs);
+      await setDocuments(items.flatMap(({ pin, published }) => (published ? [{ pinId: pin.pinId, doc: published.doc, version: published.version }] : [])));
       const pipe = pipeline();
       const calls: Array<{ partition: number; chunk: Array<{ index: number }> }> = [];
       for (const [partition, list] of byPartition(items)) {
@@ -224,7 +235,7 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
       // A tombstone carries no version: keep the one of the document before it.
       await Promise.all([
         redis.pinrichRestorePublished(1, k.pin(partition, pinId), hash, version, doc === null ? '1' : '0'),
-        redis.pinrichSetDocument(1, keys.document(pinId), doc ?? '', version),
+        setDocuments([{ pinId, doc, version }]),
       ]);
     },
     async forgetNewQueries(partition, pinId, queries) {

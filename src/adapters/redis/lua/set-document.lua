@@ -13,12 +13,16 @@ The version and updated_at are read from the documents' JSON text: `"version":` 
 `"updated_at":"` only occur there as keys (inside a JSON string every quote is escaped), so a
 match in the document's last 128 bytes is the key's, wherever the tail starts.
 
-KEYS (the pin's slot):
-  1 the document key
-ARGV:
-  1 the document JSON, or '' for a tombstone   2 a tombstone's version (the last document's)
+Many documents in one call where the keys allow it (one Redis server: a tick's documents in a
+few calls instead of one script run each; on a Redis Cluster each document key is its own slot,
+so the caller sends one per call).
+
+KEYS (on a cluster: one key, the pin's slot):
+  i the document key of the i-th document
+ARGV (two per key):
+  2i-1 the document JSON, or '' for a tombstone   2i a tombstone's version (the last document's)
 Returns:
-  1 written, 0 refused (the stored document is newer)
+  per key, 1 written, 0 refused (the stored document is newer)
 ]]
 local function stamp(doc)
   -- Both keys end the document (core/document.ts writes them last): look in its tail first, so
@@ -28,16 +32,21 @@ local function stamp(doc)
   if not (v and u) then v, u = string.match(doc, '"version":(%d+)'), string.match(doc, '"updated_at":"([^"]*)"') end
   return tonumber(v or '0'), u or ''
 end
-local cur = redis.call('GET', KEYS[1])
-if ARGV[1] == '' then
-  if cur and stamp(cur) > tonumber(ARGV[2]) then return 0 end
-  redis.call('DEL', KEYS[1])
+local function set(key, doc, version)
+  local cur = redis.call('GET', key)
+  if doc == '' then
+    if cur and stamp(cur) > tonumber(version) then return 0 end
+    redis.call('DEL', key)
+    return 1
+  end
+  if cur then
+    local v, u = stamp(cur)
+    local nv, nu = stamp(doc)
+    if nv < v or (nv == v and nu < u) then return 0 end
+  end
+  redis.call('SET', key, doc)
   return 1
 end
-if cur then
-  local v, u = stamp(cur)
-  local nv, nu = stamp(ARGV[1])
-  if nv < v or (nv == v and nu < u) then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
+local out = {}
+for i = 1, #KEYS do out[i] = set(KEYS[i], ARGV[2 * i - 1], ARGV[2 * i]) end
+return out
