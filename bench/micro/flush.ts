@@ -67,8 +67,8 @@ async function take(topic: string, messages: Array<{ key: string; value: string 
     const at = `${topic}/${partition}`;
     const offset = offsets.get(at) ?? 0;
     offsets.set(at, offset + 1);
-    byPartition.get(partition)?.push({ topic, partition, offset: String(offset), key: m.key, value: Buffer.from(m.value), timestamp: Date.now() }) ??
-      byPartition.set(partition, [{ topic, partition, offset: String(offset), key: m.key, value: Buffer.from(m.value), timestamp: Date.now() }]);
+    const record: InRecord = { topic, partition, offset: String(offset), key: m.key, value: Buffer.from(m.value), timestamp: Date.now() };
+    byPartition.get(partition)?.push(record) ?? byPartition.set(partition, [record]);
   });
   for (const records of byPartition.values()) for (let i = 0; i < records.length; i += 2_000) await (await stage.handle(records.slice(i, i + 2_000), ctx)).commit?.();
   await stage.flushState();

@@ -61,6 +61,7 @@ export function buildDocument(pinId: string, state: PinState, k: number): Docume
   // A caption counts only for the pin's current image (an update may have replaced the image).
   const caption = pin.image_key && state.caption?.image_key === pin.image_key ? state.caption : null;
   const captionStatus: DocumentContent['caption_status'] = !pin.image_key ? 'none' : caption ? caption.status : 'pending';
+  // The text to detect from is only joined when there is no tag (it is not read otherwise).
   const lang = resolveLanguage(pin.language, pin.language ? '' : [pin.title, pin.description, pin.link_title].filter(Boolean).join('. '));
   // One object, built in the published key order and completed in place (pin_text, then
   // content_hash): no copies of it per document, the hot path of a flush.
