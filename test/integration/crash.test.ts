@@ -54,7 +54,10 @@ describe('enrich worker process', () => {
     const env = testEnv({ PINRICH_ENRICH_WINDOW_MS: '200', PINRICH_KAFKA_SESSION_TIMEOUT_MS: '6000', PINRICH_ENRICH_BUFFER_BYTES: String(4 * 1024 * 1024) });
     const config = loadConfig(env);
     const t = await setupTopics(config);
-    const { pinEvents, engagement, expected } = makeWorkload(40, 48_000);
+    // Enough events that the second kill still lands mid-stream at the worker's full speed
+    // (~50,000 events/s): after it, at least 60,000 events (over a second of work) remain.
+    const events = 120_000;
+    const { pinEvents, engagement, expected } = makeWorkload(40, events);
     await produce(config, t.pinEvents, pinEvents);
     await produce(config, t.engagement, engagement);
 
@@ -69,11 +72,11 @@ describe('enrich worker process', () => {
     const started = Date.now();
     const step = (what: string) => console.log(`[crash] ${what} at ${((Date.now() - started) / 1000).toFixed(1)} s`);
     try {
-      for (const killAfter of [6_000, 12_000]) {
+      for (const killAfter of [8_000, 16_000]) {
         const child = startWorkerProcess(env);
         const before = await counted();
         // Kill once this run has made progress, but (at this size) well before the end.
-        await waitFor('progress', async () => (await counted()) >= Math.min(before + killAfter, 30_000), 90_000, 50);
+        await waitFor('progress', async () => (await counted()) >= Math.min(before + killAfter, events / 2), 90_000, 50);
         // Between two state flushes (one per 100 ms tick): the worker holds fetched records in
         // memory whose offsets must not have been committed.
         await new Promise((r) => setTimeout(r, 30 + Math.random() * 60));
@@ -81,7 +84,7 @@ describe('enrich worker process', () => {
         await once(child, 'exit');
         step(`SIGKILL with ${await counted()} events counted`);
       }
-      expect(await counted()).toBeLessThan(48_000); // the kills really were mid-stream
+      expect(await counted()).toBeLessThan(events); // the kills really were mid-stream
 
       const child = startWorkerProcess(env);
       try {
