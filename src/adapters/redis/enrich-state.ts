@@ -145,7 +145,10 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
       return { status, counted: r[1]!, duplicates: r[2]!, ignored: r[3]!, pinsApplied: r[4]!, pinsStale: r[5]!, captions: r[6]! };
     },
     async duePins(partition, dueBeforeMs, limit) {
-      return redis.zrangebyscore(k.dirty(partition), '-inf', dueBeforeMs, 'LIMIT', 0, limit);
+      const flat = await redis.zrangebyscore(k.dirty(partition), '-inf', dueBeforeMs, 'WITHSCORES', 'LIMIT', 0, limit);
+      const due: Array<{ pinId: string; dirtySince: number }> = [];
+      for (let i = 0; i < flat.length; i += 2) due.push({ pinId: flat[i]!, dirtySince: Number(flat[i + 1]) });
+      return due;
     },
     async allFlushed(partitions) {
       const counts = await Promise.all(partitions.map((p) => redis.zcard(k.dirty(p))));

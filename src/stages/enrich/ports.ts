@@ -98,8 +98,8 @@ export interface EnrichStateStore {
   claimPartition(partition: number, resumeEpoch?: number): Promise<PartitionClaim>;
   /** Apply one partition's batch atomically with its offsets (one script run, one cluster slot). */
   applyBatch(batch: PartitionBatch, nowMs: number): Promise<ApplyOutcome>;
-  /** Pins of `partition` dirty since at most `dueBeforeMs`, oldest first. */
-  duePins(partition: number, dueBeforeMs: number, limit: number): Promise<string[]>;
+  /** Pins of `partition` dirty since at most `dueBeforeMs` (epoch ms), oldest first, with that time. */
+  duePins(partition: number, dueBeforeMs: number, limit: number): Promise<Array<{ pinId: string; dirtySince: number }>>;
   /** True when no pin of these partitions is dirty (every change flushed). */
   allFlushed(partitions: readonly number[]): Promise<boolean>;
   /**

@@ -667,19 +667,14 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     const windowMs = catchingUp ? catchUpWindowMs : deps.windowMs;
     const outputs: OutMessage[] = [];
     const commits: FlushCommit[] = [];
-    // Due pins of every partition at once (the same pins as asking partition by partition with
-    // what is left of the budget: partitions in order, oldest first), then one read of them all.
-    const ordered = [...partitions].sort((a, b) => a - b);
+    // The oldest due pins across every partition, up to the budget: asked of each partition at
+    // once, then merged by how long each pin has waited. (Taking partition 0's first would starve
+    // the later partitions whenever the earlier ones alone fill the budget, as a steady load does.)
     // One more than the budget per partition: tells whether due pins are left for the next tick.
-    const dueBy = await Promise.all(ordered.map((partition) => store.duePins(partition, now - windowMs, maxFlush + 1)));
-    const due: Array<{ partition: number; pinId: string }> = [];
-    let moreDue = false;
-    ordered.forEach((partition, i) => {
-      for (const pinId of dueBy[i]!) {
-        if (due.length < maxFlush) due.push({ partition, pinId });
-        else moreDue = true;
-      }
-    });
+    const dueBy = await Promise.all([...partitions].map(async (partition) => (await store.duePins(partition, now - windowMs, maxFlush + 1)).map((d) => ({ partition, ...d }))));
+    const candidates = dueBy.flat().sort((a, b) => a.dirtySince - b.dirtySince || a.partition - b.partition);
+    const due = candidates.slice(0, maxFlush);
+    const moreDue = candidates.length > maxFlush;
     const pins = await store.readPins(due, deps.topK, fence ? epochs : undefined, refused);
     // The language detector is loaded on first need only (see core/language.ts).
     if (pins.some((p) => p && !p.deleted && p.pin && needsDetection(p.pin.language))) await loadLanguageDetector();
