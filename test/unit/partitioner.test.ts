@@ -2,9 +2,10 @@
  * pinrich's producers choose their partitioner explicitly: keys land where Kafka's Java clients
  * put them, and kafkajs' "switched default partitioner" warning is never logged.
  */
-import { Kafka, logLevel } from 'kafkajs';
+import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { createProducer, createPublisher, PARTITIONER } from '../../src/adapters/kafka/client.js';
+import { createRandom } from '../../src/demo/sample.js';
 
 // Reference values from Kafka's Java client 4.1.1 (kafka-clients-4.1.1.jar, the jars the local
 // stack runs, in ~/.cache/pinrich/kafka-*/libs), computed with
@@ -48,6 +49,33 @@ describe('producer partitioner', () => {
     const partition = PARTITIONER();
     const got = JAVA.map(([key]) => [key, COUNTS.map((n) => partition({ topic: 't', partitionMetadata: metadata(n), message: { key, value: 'v' } }))]);
     expect(got).toEqual(JAVA);
+  });
+
+  it("decides as kafkajs' DefaultPartitioner on many keys: strings of every length and script, Buffers, numbers, set partitions, no key", () => {
+    const ours = PARTITIONER();
+    const theirs = Partitioners.DefaultPartitioner();
+    const r = createRandom(11);
+    const alphabet = ['a', 'Z', '0', '-', ' ', 'é', 'ß', 'ü', '中', '文', '😀', '\u0000', '\uffff', '\ud800'];
+    const keys: unknown[] = [];
+    for (let i = 0; i < 3_000; i++) {
+      const length = i < 200 ? i % 40 : Math.floor(r.next() * (i < 2_900 ? 60 : 3_000)); // past the scratch buffer too
+      keys.push(Array.from({ length }, () => r.pick(alphabet)).join(''));
+    }
+    for (let i = 0; i < 300; i++) keys.push(Buffer.from(Array.from({ length: i % 37 }, () => Math.floor(r.next() * 256))));
+    keys.push(42, 0, -7);
+    const messages = keys.map((key) => ({ key: key as string, value: 'v' }));
+    for (const n of [1, 3, 4, 12]) {
+      for (const message of messages) {
+        const args = { topic: 't', partitionMetadata: metadata(n), message };
+        expect(ours(args), `${JSON.stringify(String(message.key)).slice(0, 40)} over ${n}`).toBe(theirs(args));
+      }
+      const placed = { topic: 't', partitionMetadata: metadata(n), message: { key: 'pin-1', value: 'v', partition: n - 1 } };
+      expect(ours(placed)).toBe(n - 1);
+    }
+    // No key: round robin over the partitions with a leader (where it starts is random in both).
+    const withLeaders = [...metadata(4).slice(0, 3), { ...metadata(4)[3]!, leader: -1 }];
+    const spread = new Set(Array.from({ length: 30 }, () => ours({ topic: 'k', partitionMetadata: withLeaders, message: { value: 'v' } })));
+    expect([...spread].sort()).toEqual([0, 1, 2]);
   });
 
   it('is what createProducer and createPublisher use, with no partitioner warning', async () => {

@@ -3,9 +3,10 @@
  * narrow `Publisher` port and the consume loop in runtime/worker.ts.
  */
 import { readFileSync } from 'node:fs';
-import { Kafka, logLevel, Partitioners, type KafkaConfig, type Message, type Producer, type ProducerConfig, type SASLOptions, CompressionTypes } from 'kafkajs';
+import { Kafka, logLevel, type KafkaConfig, type Message, type Producer, type ProducerConfig, type SASLOptions, CompressionTypes } from 'kafkajs';
 import type { Config } from '../../config.js';
 import type { Logger } from '../../runtime/log.js';
+import { PARTITIONER } from './partitioner.js';
 import { untilKafkaAnswers } from './transient.js';
 
 const IDEMPOTENT_RETRIES_WARNING = 'Limiting retries for the idempotent producer may invalidate EoS guarantees';
@@ -79,14 +80,10 @@ export const MAX_REQUEST_BYTES = 512 * 1024;
 
 /**
  * The partitioner of every producer pinrich creates, chosen explicitly (kafkajs warns at every
- * start when it is left to its default): kafkajs 2's DefaultPartitioner, the Java client's rule
- * for keyed records, `Utils.toPositive(Utils.murmur2(keyBytes)) % partitions`
- * (clients/src/main/java/org/apache/kafka/clients/producer/internals/BuiltInPartitioner.java,
- * partitionForKey). So a pin lands on the partition a Java or Kafka Streams producer would put it
- * on, which the co-partitioned enrich inputs (pins.events, pins.engagement, pins.captions) need
- * when other producers write them.
+ * start when it is left to its default): the Java client's rule for keyed records, decided as
+ * kafkajs 2's DefaultPartitioner decides, computed faster (./partitioner.ts says how and why).
  */
-export const PARTITIONER = Partitioners.DefaultPartitioner;
+export { PARTITIONER };
 
 /** A kafkajs producer with pinrich's partitioner (the only way pinrich, its tests, demo and benchmarks make one). */
 export function createProducer(kafka: Kafka, config: Omit<ProducerConfig, 'createPartitioner'> = {}): Producer {
