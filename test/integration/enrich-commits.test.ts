@@ -1,11 +1,17 @@
 /**
- * What the enrich stage tells the worker to commit, on the real Redis state.
+ * What the enrich stage tells the worker to commit and which due pins its tick publishes, on
+ * the real Redis state.
  *
  * The enrich stage commits offsets from its tick, for records its state covers. A record the
  * state covers but this instance has not handed back yet (replayed by `enrich rebuild`, or
  * applied by an instance that crashed before its Kafka commit) still owes its dead letter, and
  * only this pass publishes it: a commit past it would skip the record on the next rejoin, and its
  * dead letter would be lost. So commits stop at what the worker delivered.
+ *
+ * A tick publishes the oldest due pins across every partition, up to its budget. A steady load
+ * keeps partition 0 with more due pins than one tick's budget; a tick that took partition 0's
+ * pins first left the later partitions' pins unpublished for as long as the load lasted (the
+ * freshness bench saw seconds).
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -161,5 +167,41 @@ describe.skipIf(!inject('stack'))('enrich stage commits', () => {
     await stage.tick!(assigned, ctx);
     await waitFor('both partitions claimed', async () => claimed.length >= 2, 10_000, 20);
     expect(claimed.sort()).toEqual([1, 3]);
+  });
+
+  const pinEvent = (topic: string, partition: number, offset: number, pinId: string): InRecord => ({
+    topic,
+    partition,
+    offset: String(offset),
+    key: pinId,
+    value: Buffer.from(JSON.stringify({ schema: 'pin_event', schema_version: 1, type: 'created', pin_id: pinId, event_time: '2026-12-01T00:00:00.000Z', title: `Pin ${pinId}`, description: 'Easy weeknight pasta', language: 'en' })),
+    timestamp: Date.now(),
+  });
+
+  it('publishes the pins that have waited longest, whatever their partition, when more are due than one tick takes', async () => {
+    const prefix = `${config.redisKeyPrefix}tick-${randomUUID().slice(0, 8)}:`;
+    const t = topicNames(config);
+    const store = createRedisEnrichStore(redis, redisKeys(prefix), 3_600, false);
+    await store.markStateReady({ source: 'fresh', at: new Date().toISOString() }, [0, 3]);
+    let now = 1_000;
+    const stage = createEnrichStage({
+      store, topics: t, topK: 10, windowMs: 0, minePairs: false, maxRecordBytes: config.maxRecordBytes,
+      requireState: true, fence: false, maxFlushPerTick: 10, clock: { now: () => now }, log: silentLogger,
+    });
+    const assigned = new Map([[t.pinEvents, [0, 3]]]);
+    stage.onAssignment?.(assigned);
+    // Partition 3's two pins become dirty first; then partition 0 gets more than the budget.
+    await stage.handle([pinEvent(t.pinEvents, 3, 0, 'old-a'), pinEvent(t.pinEvents, 3, 1, 'old-b')], ctx);
+    await stage.flushState!();
+    now = 2_000;
+    await stage.handle(Array.from({ length: 30 }, (_, i) => pinEvent(t.pinEvents, 0, i, `new-${i}`)), ctx);
+    await stage.flushState!();
+
+    now = 10_000;
+    const first = await stage.tick!(assigned, ctx);
+    const keys = first.outputs.filter((m) => m.topic === t.enriched).map((m) => m.key);
+    expect(keys).toHaveLength(10);
+    expect(keys).toEqual(expect.arrayContaining(['old-a', 'old-b']));
+    expect(first.moreDue).toBe(true);
   });
 });
