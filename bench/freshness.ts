@@ -78,8 +78,9 @@ export async function runFreshness(opts: BenchOptions): Promise<BenchResult> {
           for (let i = from; i < Math.min(count, times.length); i++) {
             const step = stepOf[i]!;
             if (step < 0) continue;
-            latencies[step]!.push(now - times[i]!);
-            ((bySecond[step]![Math.floor((times[i]! - stepStarts[step]!) / 1000)] ??= [])).push(now - times[i]!);
+            const latency = now - times[i]!;
+            latencies[step]!.push(latency);
+            (bySecond[step]![Math.floor((times[i]! - stepStarts[step]!) / 1000)] ??= []).push(latency);
           }
           if (count > from) covered.set(pin, count);
         }

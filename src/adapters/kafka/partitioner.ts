@@ -51,7 +51,7 @@ export function murmur2(data: Uint8Array, length = data.length): number {
 }
 
 /** murmur2 of a record key as kafkajs reads it: a Buffer as is, anything else as String(key) in UTF-8. */
-export function keyHash(key: Buffer | string | unknown): number {
+export function keyHash(key: unknown): number {
   if (Buffer.isBuffer(key)) return murmur2(key);
   const s = String(key);
   // A UTF-8 character takes at most 3 bytes per UTF-16 unit: a short key fits the scratch buffer.
