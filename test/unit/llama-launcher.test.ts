@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { acquireLock, ensureLlamaServer, llamaCacheRoot, llamaLocation } from '../../src/stack/llama.js';
+import { acquireLock, ensureLlamaServer, llamaBuildFlavor, llamaCacheRoot, llamaLocation, startLlamaServer } from '../../src/stack/llama.js';
 
 const dirs: string[] = [];
 const tmp = () => {
@@ -24,9 +24,19 @@ describe('llama-server launcher', () => {
     expect(llamaCacheRoot({ PINRICH_CACHE_DIR: '/c' })).toBe('/c');
     expect(llamaCacheRoot({})).toMatch(/\.cache\/pinrich$/);
     expect(llamaLocation('/c')).toEqual({
-      serverBinary: '/c/llama.cpp-11434.0.0/bin/llama-server',
+      serverBinary: `/c/llama.cpp-11434.0.0-${llamaBuildFlavor().name}/bin/llama-server`,
       modelFile: '/c/models/SmolLM2-135M-Instruct-Q4_1.gguf',
     });
+  });
+
+  it('builds for x86-64-v3 on x86-64, never native and never AMX (faults in VMs without the tile state)', () => {
+    const x64 = llamaBuildFlavor('x64');
+    expect(x64.name).toBe('x86-64-v3');
+    expect(x64.cmakeFlags).toContain('-DGGML_NATIVE=OFF');
+    for (const f of ['AVX2', 'FMA', 'F16C']) expect(x64.cmakeFlags).toContain(`-DGGML_${f}=ON`);
+    for (const f of ['AVX512', 'AMX_TILE', 'AMX_INT8', 'AMX_BF16']) expect(x64.cmakeFlags).toContain(`-DGGML_${f}=OFF`);
+    // Other architectures stay native, under their own cache name: a binary is never reused across flavors.
+    expect(llamaBuildFlavor('arm64')).toEqual({ name: 'native', cmakeFlags: ['-DGGML_NATIVE=ON'] });
   });
 
   it('uses a complete cache as it is: no build, no download, no lock', async () => {
@@ -70,5 +80,18 @@ describe('llama-server launcher', () => {
     const release = await waiting;
     expect(second).toBe(true);
     release();
+  });
+
+  it('names the signal when the server crashes while starting, with its log', async () => {
+    const dir = tmp();
+    const serverBinary = join(dir, 'llama-server');
+    // What the AMX build did: a line of log, then a fault while the model warms up.
+    writeFileSync(serverBinary, '#!/bin/sh\necho "init: llama threadpool init"\nkill -SEGV $$\n', { mode: 0o755 });
+    const started = startLlamaServer({
+      location: { serverBinary, modelFile: join(dir, 'model.gguf') },
+      logFile: join(dir, 'server.log'),
+      healthTimeoutMs: 20_000,
+    });
+    await expect(started).rejects.toThrow(/exited during start-up \(killed by SIGSEGV\):\n.*threadpool init/);
   });
 });
