@@ -7,7 +7,7 @@
  *
  *   tsx bench/dump.ts [--quick] [--profile]
  */
-import { benchEnv, benchStack, configOf, createLagProbe, figure, loadBacklog, mb, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
+import { benchEnv, dropRun, benchStack, configOf, createLagProbe, figure, loadBacklog, mb, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
 import { readFileSync } from 'node:fs';
 import { labelMessage } from './data.js';
 
@@ -67,6 +67,7 @@ export async function runDump(opts: BenchOptions): Promise<BenchResult> {
     };
   } finally {
     await probe.close();
+    await dropRun(config, opts.log);
   }
 }
 

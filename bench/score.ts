@@ -26,7 +26,7 @@ import { redisKeys } from '../src/adapters/redis/keys.js';
 import type { Config } from '../src/config.js';
 import { buildDocument } from '../src/core/document.js';
 import { buildTeacherPrompt, DEFAULT_PROMPT_LIMITS } from '../src/core/teacher-prompt.js';
-import { benchEnv, benchStack, configOf, createLagProbe, figure, loadBacklog, mb, REPO_ROOT, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult, type Figure } from './lib.js';
+import { benchEnv, dropRun, benchStack, configOf, createLagProbe, figure, loadBacklog, mb, REPO_ROOT, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult, type Figure } from './lib.js';
 import { pairMessage, pinId } from './data.js';
 
 /** The project's model server in its own process; resolves with its base URL. */
@@ -189,6 +189,7 @@ async function scoreRun(opts: BenchOptions, latencyMs: number, pairs: number, ov
     await probe.close();
     redis.disconnect();
     await server.stop();
+    await dropRun(config, opts.log);
   }
 }
 

@@ -32,7 +32,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { waitForTopicLeaders } from '../src/adapters/kafka/admin.js';
 import type { Config } from '../src/config.js';
-import { benchEnv, benchKafka, benchStack, BENCH_DIR, configOf, createLagProbe, figure, loadBacklog, mb, REPO_ROOT, round, setupTopics, standalone, type BenchOptions, type BenchResult } from './lib.js';
+import { benchEnv, dropRun, benchKafka, benchStack, BENCH_DIR, configOf, createLagProbe, figure, loadBacklog, mb, REPO_ROOT, round, setupTopics, standalone, type BenchOptions, type BenchResult } from './lib.js';
 import { engagementMessage, pinEventMessage } from './data.js';
 
 const PEER_DIR = join(BENCH_DIR, 'streams');
@@ -313,61 +313,65 @@ export async function runStreams(opts: BenchOptions): Promise<BenchResult> {
   const stack = await benchStack(opts.log);
   const env = benchEnv(stack);
   const config = configOf(env);
-  await ensureStreamsPeer(opts.log);
-  const t = await setupTopics(config);
-  const runId = config.redisKeyPrefix.replace(/\W/g, '');
-  opts.log(`streams: loading ${pins.toLocaleString('en')} pin events and ${events.toLocaleString('en')} engagement events (as bench/enrich.ts)`);
-  await loadBacklog(config, t.pinEvents, pins, pinEventMessage);
-  const load = await loadBacklog(config, t.engagement, events, (i) => engagementMessage(i, pins, runId), opts.log);
-  const threads = Number(process.env.BENCH_STREAMS_THREADS ?? 2);
-  const heap = process.env.BENCH_STREAMS_HEAP ?? '512m';
-  const cacheBytes = Number(process.env.BENCH_STREAMS_CACHE_MB ?? 64) * 2 ** 20;
-  const rocksDbBytes = Number(process.env.BENCH_STREAMS_ROCKSDB_MB ?? 64) * 2 ** 20;
-  // A backlog is what enrich calls catching up, where it coalesces a pin's changes over
-  // PINRICH_ENRICH_CATCHUP_WINDOW_MS instead of PINRICH_ENRICH_WINDOW_MS. The peer has no such
-  // mode, so it coalesces over that longer window throughout: the same documents per event.
-  const commitIntervalMs = Math.max(config.enrichWindowMs, config.enrichCatchUpWindowMs);
-  const figures = [];
-  const details: Record<string, unknown> = { loadMs: load.ms, recordBytes: Math.round(load.bytes / events) };
-  for (const guarantee of ['exactly_once_v2', 'at_least_once'] as const) {
-    const tag = guarantee === 'exactly_once_v2' ? 'eos' : 'alos';
-    opts.log(`streams: ${guarantee} (fresh application id and output topic)`);
-    const r = await runStreamsPeer({
-      config,
-      pinsTopic: t.pinEvents,
-      engagementTopic: t.engagement,
-      outputTopic: `${config.topicPrefix}streams-${tag}.enriched`,
-      applicationId: `${config.groupPrefix}.streams-${tag}`,
-      guarantee,
-      expectedRecords: pins + events,
-      threads,
-      heap,
-      cacheBytes,
-      rocksDbBytes,
-      commitIntervalMs,
-      log: opts.log,
-    });
-    const settings = { events, pins, ...r.settings };
-    const command = `tsx bench/streams.ts (java ${PEER_MAIN} guarantee=${guarantee})`;
-    figures.push(
-      figure({ name: `Kafka Streams ${guarantee} throughput`, value: round(events / r.seconds), unit: 'events/s', command, settings }),
-      figure({ name: `Kafka Streams ${guarantee} peak RSS (JVM)`, value: mb(r.peakRss), unit: 'MB', command, settings }),
-    );
-    details[guarantee] = {
-      seconds: round(r.seconds, 2),
-      jvmCpuSeconds: round(r.cpuSeconds, 1),
-      consumedAfterS: round((r.consumedAt - r.firstAt) / 1000, 2),
-      flushedAfterS: round((r.flushedAt - r.firstAt) / 1000, 2),
-      processed: r.final.processed,
-      // More than the input: tasks replayed records after an aborted transaction or a lost task.
-      replayed: r.final.processed - (pins + events),
-      duplicates: r.final.duplicates,
-      malformed: r.final.malformed,
-      documents: r.final.documents,
-      unchanged: r.final.unchanged,
-    };
+  try {
+    await ensureStreamsPeer(opts.log);
+    const t = await setupTopics(config);
+    const runId = config.redisKeyPrefix.replace(/\W/g, '');
+    opts.log(`streams: loading ${pins.toLocaleString('en')} pin events and ${events.toLocaleString('en')} engagement events (as bench/enrich.ts)`);
+    await loadBacklog(config, t.pinEvents, pins, pinEventMessage);
+    const load = await loadBacklog(config, t.engagement, events, (i) => engagementMessage(i, pins, runId), opts.log);
+    const threads = Number(process.env.BENCH_STREAMS_THREADS ?? 2);
+    const heap = process.env.BENCH_STREAMS_HEAP ?? '512m';
+    const cacheBytes = Number(process.env.BENCH_STREAMS_CACHE_MB ?? 64) * 2 ** 20;
+    const rocksDbBytes = Number(process.env.BENCH_STREAMS_ROCKSDB_MB ?? 64) * 2 ** 20;
+    // A backlog is what enrich calls catching up, where it coalesces a pin's changes over
+    // PINRICH_ENRICH_CATCHUP_WINDOW_MS instead of PINRICH_ENRICH_WINDOW_MS. The peer has no such
+    // mode, so it coalesces over that longer window throughout: the same documents per event.
+    const commitIntervalMs = Math.max(config.enrichWindowMs, config.enrichCatchUpWindowMs);
+    const figures = [];
+    const details: Record<string, unknown> = { loadMs: load.ms, recordBytes: Math.round(load.bytes / events) };
+    for (const guarantee of ['exactly_once_v2', 'at_least_once'] as const) {
+      const tag = guarantee === 'exactly_once_v2' ? 'eos' : 'alos';
+      opts.log(`streams: ${guarantee} (fresh application id and output topic)`);
+      const r = await runStreamsPeer({
+        config,
+        pinsTopic: t.pinEvents,
+        engagementTopic: t.engagement,
+        outputTopic: `${config.topicPrefix}streams-${tag}.enriched`,
+        applicationId: `${config.groupPrefix}.streams-${tag}`,
+        guarantee,
+        expectedRecords: pins + events,
+        threads,
+        heap,
+        cacheBytes,
+        rocksDbBytes,
+        commitIntervalMs,
+        log: opts.log,
+      });
+      const settings = { events, pins, ...r.settings };
+      const command = `tsx bench/streams.ts (java ${PEER_MAIN} guarantee=${guarantee})`;
+      figures.push(
+        figure({ name: `Kafka Streams ${guarantee} throughput`, value: round(events / r.seconds), unit: 'events/s', command, settings }),
+        figure({ name: `Kafka Streams ${guarantee} peak RSS (JVM)`, value: mb(r.peakRss), unit: 'MB', command, settings }),
+      );
+      details[guarantee] = {
+        seconds: round(r.seconds, 2),
+        jvmCpuSeconds: round(r.cpuSeconds, 1),
+        consumedAfterS: round((r.consumedAt - r.firstAt) / 1000, 2),
+        flushedAfterS: round((r.flushedAt - r.firstAt) / 1000, 2),
+        processed: r.final.processed,
+        // More than the input: tasks replayed records after an aborted transaction or a lost task.
+        replayed: r.final.processed - (pins + events),
+        duplicates: r.final.duplicates,
+        malformed: r.final.malformed,
+        documents: r.final.documents,
+        unchanged: r.final.unchanged,
+      };
+    }
+    return { bench: 'streams', figures, details };
+  } finally {
+    await dropRun(config, opts.log);
   }
-  return { bench: 'streams', figures, details };
 }
 
 standalone(import.meta.url, runStreams);
