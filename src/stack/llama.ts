@@ -314,18 +314,18 @@ export async function startLlamaServer(opts: LlamaServerOptions = {}): Promise<L
     '--alias', SMOLLM2_MODEL,
     ...(opts.extraArgs ?? []),
   ];
-  let ended = '';
+  let ended = ''; // how the server ended, once it has (a crash names its signal)
   const pid = spawnDetached({ command: location.serverBinary, args, logFile, onExit: (how) => (ended = ` (${how})`) });
   // Unlike the stack's services, this server belongs to its caller (a test file, a demo run):
   // when the caller exits without stop() (an interrupted test run), take it down too.
-  const onExit = () => {
+  const stopWithCaller = () => {
     try {
       process.kill(-pid, 'SIGTERM');
     } catch {
       // already gone
     }
   };
-  process.once('exit', onExit);
+  process.once('exit', stopWithCaller);
   const origin = `http://127.0.0.1:${port}`;
   let healthy: Promise<void> | undefined;
   const ready = () =>
@@ -347,7 +347,7 @@ export async function startLlamaServer(opts: LlamaServerOptions = {}): Promise<L
     logFile,
     ready,
     stop: async () => {
-      process.off('exit', onExit);
+      process.off('exit', stopWithCaller);
       await stopGroup(pid, 5_000);
     },
   };
