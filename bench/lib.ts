@@ -284,7 +284,7 @@ export async function startWorkerChild(worker: WorkerName, env: Record<string, s
     env: childEnv,
     // The shipped heap settings (bin/heap.js), overridable as for users: PINRICH_HEAP_MB, or a
     // --max-old-space-size in NODE_OPTIONS.
-    execArgv: ['--import', 'tsx', ...heapFlags(childEnv, []), ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
+    execArgv: ['--import', 'tsx', ...heapFlags(childEnv, [], ['run', worker]), ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [])],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   let last: ChildProgress | undefined;

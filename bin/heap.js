@@ -13,15 +13,30 @@
 export const DEFAULT_HEAP_MB = 192;
 
 /**
- * The node flags to start pinrich with, or [] when the heap is already configured: a
- * --max-old-space-size in `execArgv` or NODE_OPTIONS wins, and PINRICH_HEAP_MB sets the cap
- * (0 = V8's own default sizing).
+ * The cap of a worker run alone (`pinrich run <worker>`), where it differs from the default. The
+ * enrich worker also lets its old generation grow 3x between mark-compacts (it sets that itself:
+ * src/runtime/heap.ts), which under the default cap cost 15-25 MB of peak RSS (299-309 MB on its
+ * 1,000,000-event backlog); under 144 MB its peak RSS stays where the default cap alone had it
+ * (271-275 MB against 273-288 MB) with 10-15 % less CPU per event (bench/results/enrich-levers.md).
  */
-export function heapFlags(env = process.env, execArgv = process.execArgv) {
+export const WORKER_HEAP_MB = Object.freeze({ enrich: 144 });
+
+/** The cap for the command `args` (`run enrich` -> the enrich worker's; anything else: the default). */
+export function heapMbFor(args) {
+  const worker = args[0] === 'run' && args.length >= 2 ? args[1] : undefined;
+  return (worker !== undefined && Object.hasOwn(WORKER_HEAP_MB, worker) ? WORKER_HEAP_MB[worker] : undefined) ?? DEFAULT_HEAP_MB;
+}
+
+/**
+ * The node flags to start the pinrich command `args` with, or [] when the heap is already
+ * configured: a --max-old-space-size in `execArgv` or NODE_OPTIONS wins, and PINRICH_HEAP_MB sets
+ * the cap (0 = V8's own default sizing).
+ */
+export function heapFlags(env = process.env, execArgv = process.execArgv, args = process.argv.slice(2)) {
   const given = [...execArgv, ...(env.NODE_OPTIONS ?? '').split(/\s+/)];
   if (given.some((f) => /^--max[-_]old[-_]space[-_]size(=|$)/.test(f))) return [];
   const raw = env.PINRICH_HEAP_MB?.trim();
-  if (raw === undefined || raw === '') return [`--max-old-space-size=${DEFAULT_HEAP_MB}`];
+  if (raw === undefined || raw === '') return [`--max-old-space-size=${heapMbFor(args)}`];
   const mb = Number(raw);
   if (!Number.isInteger(mb) || (mb !== 0 && mb < 64)) {
     throw new Error(`PINRICH_HEAP_MB must be a whole number of MB, at least 64 (or 0 for V8's default), got "${raw}"`);

@@ -11,6 +11,7 @@ import { untilRedisAnswers } from './adapters/redis/wait.js';
 import { createRedisEnrichStore } from './adapters/redis/enrich-state.js';
 import { secretValues, type Config } from './config.js';
 import { systemClock, type Clock } from './runtime/clock.js';
+import { tuneHeapFor } from './runtime/heap.js';
 import type { Logger } from './runtime/log.js';
 import { createPipelineMetrics, registerProcessMetrics, type PipelineMetrics, type Sample } from './runtime/metrics.js';
 import { startOpsServer, type OpsServer } from './runtime/ops-server.js';
@@ -30,6 +31,8 @@ export interface RunningApp {
   metrics: PipelineMetrics;
   /** The /metrics, /healthz, /readyz endpoint, when `serveOps` and PINRICH_METRICS_PORT is not 0. */
   ops?: { port: number };
+  /** The V8 flags this process set for its workers at start (src/runtime/heap.ts). */
+  heapFlags: readonly string[];
   /** Stop every worker (in-flight work finishes, groups are left), then close clients. */
   stop(): Promise<void>;
 }
@@ -58,6 +61,10 @@ export interface StartOptions {
  */
 export async function startApp(config: Config, which: readonly WorkerName[], log: Logger, opts: StartOptions = {}): Promise<RunningApp> {
   const clock = opts.clock ?? systemClock;
+  // Before anything allocates much: the heap growing factor of a process that runs this worker
+  // alone (src/runtime/heap.ts).
+  const heapFlags = tuneHeapFor(which);
+  if (heapFlags.length) log.info('V8 heap tuned for this worker', { flags: heapFlags.join(' ') });
   const kafka = createKafka(config, log);
   const redis = createRedisFromConfig(config);
   const started: Worker[] = [];
@@ -122,6 +129,7 @@ export async function startApp(config: Config, which: readonly WorkerName[], log
       kafka,
       redis,
       workers,
+      heapFlags,
       stats,
       metrics,
       ...(ops ? { ops: { port: ops.port } } : {}),

@@ -197,6 +197,7 @@ describe('caption and enrich together', () => {
     await produce(config, t.pinEvents, urls.map((url, i) => ({ key: ids[i]!, value: pinEvent(ids[i]!, { image_url: url }) })));
     const app = await start(config);
     try {
+      expect(app.heapFlags).toEqual([]); // two workers in one process: V8's own growing factor
       // Positive signal: enrich has applied every caption, then flushed later markers on each
       // of the pins' partitions (oldest dirty pins first), so each pin's last document is out.
       await waitFor('enrich to apply the captions', async () => (app.stats().enrich?.captions ?? 0) >= ids.length);
@@ -252,6 +253,8 @@ describe('enrich worker', () => {
     await produce(config, t.pinEvents, [{ key: 'b', value: pinEvent('b', { image_url: undefined }) }]);
     const app = await start(config, ['enrich']);
     try {
+      // The enrich worker alone in its process: it set its heap growing factor (src/runtime/heap.ts).
+      expect(app.heapFlags).toEqual(['--heap-growing-percent=200']);
       const v1 = await readUntil(config, t.enriched, (r) => r.length >= 1);
       expect(JSON.parse(v1[0]!.value!).version).toBe(1);
       await produce(config, t.engagement, Array.from({ length: 50 }, (_, i) => ({ key: 'b', value: click(`burst-${i}`, 'b', `query ${i % 5}`) })));

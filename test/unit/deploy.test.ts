@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { DEFAULT_HEAP_MB, heapFlags } from '../../bin/heap.js';
+import { DEFAULT_HEAP_MB, heapFlags, heapMbFor, WORKER_HEAP_MB } from '../../bin/heap.js';
 import { registerStageCollectors } from '../../src/app.js';
 import { loadConfig, OPTIONS, topics } from '../../src/config.js';
 import { DEV_MODULE_PATHS, DEV_ONLY_DIRS, type DevModules } from '../../src/dev-modules.js';
@@ -30,6 +30,8 @@ const DEFAULT_METRICS_PORT = Number(OPTIONS.metricsPort.default);
 /** Read by node itself: pinrich's heap settings ship in it (bin/heap.js). */
 const NODE_ENVS = new Set(['NODE_OPTIONS']);
 const SHIPPED_NODE_OPTIONS = `--max-old-space-size=${DEFAULT_HEAP_MB}`;
+/** What the `pinrich` bin starts the command `args` with (a worker may have its own cap). */
+const nodeOptionsFor = (args: readonly string[]) => `--max-old-space-size=${heapMbFor(args)}`;
 
 function docs(file: string): Obj[] {
   return parseAllDocuments(readFileSync(file, 'utf8'), { merge: true }).map((d) => {
@@ -178,14 +180,15 @@ describe('deploy/', () => {
     for (const d of byKind('Deployment')) {
       const c = d.spec.template.spec.containers[0];
       const nodeOptions = (c.env as Obj[]).find((e) => e.name === 'NODE_OPTIONS');
-      expect(nodeOptions?.value, d.metadata.name).toBe(SHIPPED_NODE_OPTIONS);
+      expect(nodeOptions?.value, d.metadata.name).toBe(nodeOptionsFor(c.args));
+      const cap = heapMbFor(c.args);
       const request = toMiB(c.resources.requests.memory);
       const limit = toMiB(c.resources.limits.memory);
       // Old generation + young generation (3 x 16 MB semi-spaces) + code, Buffers and native
       // memory (DuckDB, TLS) must fit under the limit, or the OOM killer acts before the GC does.
-      expect(limit, `${d.metadata.name} limit`).toBeGreaterThanOrEqual(DEFAULT_HEAP_MB + 48 + 150);
+      expect(limit, `${d.metadata.name} limit`).toBeGreaterThanOrEqual(cap + 48 + 150);
       expect(request, `${d.metadata.name} request`).toBeLessThanOrEqual(limit);
-      expect(request, `${d.metadata.name} request`).toBeGreaterThanOrEqual(DEFAULT_HEAP_MB + 48);
+      expect(request, `${d.metadata.name} request`).toBeGreaterThanOrEqual(cap + 48);
     }
   });
 
@@ -196,8 +199,10 @@ describe('deploy/', () => {
     expect(workers.sort()).toEqual([...WORKER_NAMES].sort());
     for (const [name, s] of pinrich) {
       checkCommand(s.command, `compose service ${name}`);
-      for (const key of Object.keys(s.environment ?? {})) expect(OPTION_ENVS.has(key) || AWS_ENVS.has(key), `compose ${name}: ${key}`).toBe(true);
+      for (const key of Object.keys(s.environment ?? {})) expect(OPTION_ENVS.has(key) || AWS_ENVS.has(key) || NODE_ENVS.has(key), `compose ${name}: ${key}`).toBe(true);
       if (s.command[0] === 'run') {
+        // The image's NODE_OPTIONS carries the default cap; a worker with its own sets it here.
+        expect(s.environment.NODE_OPTIONS ?? SHIPPED_NODE_OPTIONS, `compose ${name}: NODE_OPTIONS`).toBe(nodeOptionsFor(s.command));
         const port = Number(s.environment.PINRICH_METRICS_PORT ?? DEFAULT_METRICS_PORT);
         expect(s.ports.map((p: string) => Number(p.split(':')[1]))).toEqual([port]);
         expect(s.healthcheck.test.join(' ')).toContain(`:${port}/readyz`);
@@ -315,6 +320,18 @@ describe('the pinrich bin starts node with the shipped heap settings', () => {
     expect(worker!.ppid).toBe(launcher!.pid);
     expect(worker!.limitMB).toBe(DEFAULT_HEAP_MB + young);
     expect(launcher!.limitMB).toBeGreaterThan(DEFAULT_HEAP_MB + young);
+  });
+
+  it('a worker with a cap of its own (WORKER_HEAP_MB) starts under it; everything else under the default', () => {
+    expect(WORKER_HEAP_MB.enrich).toBeLessThan(DEFAULT_HEAP_MB);
+    expect(heapFlags({}, [], ['run', 'enrich'])).toEqual([`--max-old-space-size=${WORKER_HEAP_MB.enrich}`]);
+    for (const args of [['run', 'dump'], ['run', 'all'], ['enrich', 'rebuild'], []]) expect(heapFlags({}, [], args), args.join(' ')).toEqual([SHIPPED_NODE_OPTIONS]);
+    expect(heapFlags({ PINRICH_HEAP_MB: '300' }, [], ['run', 'enrich'])).toEqual(['--max-old-space-size=300']); // the override wins
+    // The real bin: `run enrich` with a setting out of range, so the command exits at once (after
+    // the relaunched node started: the probe saw its heap).
+    const r = pinrich(['run', 'enrich'], { PINRICH_REDIS_WAIT_MS: '1' });
+    expect(r.status, r.stderr).not.toBe(0);
+    expect(r.nodes.at(-1)!.limitMB).toBe(WORKER_HEAP_MB.enrich! + young);
   });
 
   it('PINRICH_HEAP_MB sets the cap, a --max-old-space-size in NODE_OPTIONS wins, and a bad value is a clear error', () => {
