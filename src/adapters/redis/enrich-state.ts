@@ -77,13 +77,13 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
    * On one server a few hundred go in one script run; on a cluster each document key is its own
    * slot, so one per run (all in flight together).
    */
-  const setDocuments = async (docs: ReadonlyArray<{ pinId: string; doc: string | null; version: number }>): Promise<void> => {
+  const setDocuments = async (docs: ReadonlyArray<{ pinId: string; doc: Buffer | string | null; version: number }>): Promise<void> => {
     if (docs.length === 0) return;
     const perCall = isCluster(plainRedis) ? 1 : PINS_PER_CALL;
     const pipe = pipeline();
     for (let from = 0; from < docs.length; from += perCall) {
       const chunk = docs.slice(from, from + perCall);
-      const args: Array<string | number> = chunk.map((d) => keys.document(d.pinId));
+      const args: Array<string | number | Buffer> = chunk.map((d) => keys.document(d.pinId));
       for (const d of chunk) args.push(d.doc ?? '', d.version);
       pipe.pinrichSetDocument(chunk.length, ...args);
     }

@@ -22,7 +22,7 @@ const SCRIPT_FILES = {
 } as const;
 
 export type ScriptName = keyof typeof SCRIPT_FILES;
-type ScriptCall = (numKeys: number, ...args: Array<string | number>) => Promise<unknown>;
+type ScriptCall = (numKeys: number, ...args: Array<string | number | Buffer>) => Promise<unknown>;
 /** A connection or pipeline with the scripts as methods. */
 export type Scripted<T> = T & Record<ScriptName, ScriptCall>;
 

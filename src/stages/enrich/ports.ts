@@ -71,11 +71,14 @@ export interface PartitionClaim {
   offsets: Map<string, bigint>;
 }
 
-/** What a flush published for one pin (null in {@link FlushCommit}: nothing). `doc` null = tombstone. */
+/**
+ * What a flush published for one pin (null in {@link FlushCommit}: nothing). `doc` null = tombstone;
+ * otherwise the document's JSON (the stage hands over the UTF-8 bytes it produced to Kafka).
+ */
 export interface Published {
   hash: string;
   version: number;
-  doc: string | null;
+  doc: Buffer | string | null;
 }
 
 export interface FlushCommit {

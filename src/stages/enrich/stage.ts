@@ -561,9 +561,11 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     if (content.content_hash === p.hash) stats.unchanged++;
     else {
       const version = p.version + 1;
-      const json = documentJson(content, version, nowIso); // = JSON.stringify of the EnrichedDocument
-      outputs.push({ topic: topics.enriched, key: p.pinId, value: json });
-      published = { hash: content.content_hash, version, doc: json };
+      // = JSON.stringify of the EnrichedDocument, encoded once: the produce and the document's
+      // write to Redis (set-document) send these bytes as they are.
+      const doc = Buffer.from(documentJson(content, version, nowIso));
+      outputs.push({ topic: topics.enriched, key: p.pinId, value: doc });
+      published = { hash: content.content_hash, version, doc };
       stats.documents++;
     }
     for (const query of deps.minePairs ? p.newQueries : []) {
