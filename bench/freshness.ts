@@ -23,7 +23,7 @@ import { createProducer } from '../src/adapters/kafka/client.js';
 import { createRedisFromConfig } from '../src/adapters/redis/client.js';
 import { redisKeys } from '../src/adapters/redis/keys.js';
 import { stackStatus } from '../src/stack/index.js';
-import { benchEnv, benchStack, configOf, createLagProbe, dropRun, figure, infoCpuSeconds, loadBacklog, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
+import { benchEnv, benchStack, configOf, createLagProbe, dropRun, figure, loadBacklog, redisCpuSeconds, round, setupTopics, standalone, startWorkerChild, waitUntil, type BenchOptions, type BenchResult } from './lib.js';
 import { engagementMessage, pinEventMessage } from './data.js';
 import { benchRedisOverride, commandStats, commandStatsPerEvent, cpuSecondsOf } from './enrich.js';
 
@@ -41,7 +41,8 @@ interface CpuMark {
   machineBusy: number;
 }
 function machineBusySeconds(): number {
-  // /proc/stat's first line: user nice system idle iowait irq softirq steal, in USER_HZ (100/s).
+  // /proc/stat's first line: user nice system idle iowait irq softirq steal, in USER_HZ (100/s);
+  // busy = all but idle and iowait (steal included: cores this VM wanted and did not get).
   const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
   return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) / 100;
 }
@@ -69,12 +70,12 @@ export async function runFreshness(opts: BenchOptions): Promise<BenchResult> {
   // The local stack's broker (none when Kafka is external: its CPU is then not counted).
   const brokerPid = (await stackStatus()).services.find((s) => s.name === 'kafka')?.pid;
   const cpuMark = async (): Promise<CpuMark> => {
-    const info = await redis.info('cpu');
+    const redisCpu = await redisCpuSeconds(redis);
     const own = process.cpuUsage();
     return {
       at: Date.now() / 1000,
       worker: cpuSecondsOf(child.pid),
-      redis: infoCpuSeconds(info),
+      redis: redisCpu,
       broker: brokerPid ? cpuSecondsOf(brokerPid) : NaN,
       bench: (own.user + own.system) / 1e6,
       machineBusy: machineBusySeconds(),
