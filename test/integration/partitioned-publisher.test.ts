@@ -3,11 +3,15 @@
  * input partition through createPartitionedPublisher. Once the second claimed the partition, the
  * first one's transactions fail with INVALID_PRODUCER_EPOCH (`fenced`), including one it had
  * opened before the claim (a zombie frozen mid-flush), and read-committed readers never see them.
+ * And on a private broker stopped between a transaction's produce and its commit: the partition
+ * publishes again once the broker is back (kafkajs leaves such a producer stuck in ABORTING).
  */
 import { randomUUID } from 'node:crypto';
+import type { Kafka, Producer, Transaction } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createPartitionedPublisher, isProducerFenced, type PartitionedPublisher } from '../../src/adapters/kafka/client.js';
 import type { Config } from '../../src/config.js';
+import { startPrivateKafka } from '../faults/support/fleet.js';
 import { readToEnd, testConfig, testKafka } from '../support/harness.js';
 
 describe.skipIf(!inject('stack'))('partitioned publisher (Kafka transactions per input partition)', () => {
@@ -67,4 +71,72 @@ describe.skipIf(!inject('stack'))('partitioned publisher (Kafka transactions per
       await frozen.disconnect();
     }
   });
+});
+
+/**
+ * `kafka`, whose transactional producers run `afterProduce` once, right after the first produce
+ * of a transaction that carries `marker` (the transaction is then open at the broker).
+ */
+function withHookAfterProduce(kafka: Kafka, marker: string, afterProduce: () => Promise<void>): Kafka {
+  let armed = true;
+  const hookTxn = (txn: Transaction): Transaction => ({
+    ...txn,
+    async sendBatch(batch) {
+      const out = await txn.sendBatch(batch);
+      const carries = batch.topicMessages?.some((t) => t.messages.some((m) => String(m.value) === marker));
+      if (armed && carries) {
+        armed = false;
+        await afterProduce();
+      }
+      return out;
+    },
+  });
+  return {
+    ...kafka,
+    producer: (cfg) => {
+      const producer: Producer = kafka.producer(cfg);
+      return { ...producer, transaction: async () => hookTxn(await producer.transaction()) };
+    },
+  } as Kafka;
+}
+
+describe.skipIf(!inject('stack'))('partitioned publisher, broker stopped mid-transaction', () => {
+  it('publishes the partition again once the broker is back (a fresh producer aborts what the stuck one left open)', async () => {
+    const broker = await startPrivateKafka();
+    try {
+      const config = testConfig({ PINRICH_KAFKA_BROKERS: broker.brokers.join(',') });
+      const topic = `${config.topicPrefix}txn-down-${randomUUID().slice(0, 8)}`;
+      const admin = testKafka(config).admin();
+      await admin.connect();
+      await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+      await admin.disconnect();
+      const kafka = withHookAfterProduce(testKafka(config), 'in flight when the broker stopped', () => broker.down());
+      const publisher = createPartitionedPublisher(kafka, `${config.topicPrefix}txn-down-p`);
+      try {
+        await publisher.claim(0);
+        const msg = (value: string) => ({ topic, key: 'pin-1', value, ownerPartition: 0 });
+        expect(await publisher.publish(0, [msg('before')])).toBe('published');
+        // The produce went out; the broker stops before the commit: commit and abort both fail.
+        const err = await publisher.publish(0, [msg('in flight when the broker stopped')]).then(() => undefined, (e: unknown) => e);
+        expect(err).toBeInstanceOf(Error);
+        expect(isProducerFenced(err)).toBe(false);
+        await broker.up();
+        // As the worker does: retry until published (the first tries may meet the broker still loading).
+        let outcome: string | undefined;
+        for (let attempt = 0; attempt < 10 && outcome !== 'published'; attempt++) {
+          outcome = await publisher.publish(0, [msg('after the restart')]).catch((e: unknown) => `failed: ${String(e)}`);
+          if (outcome !== 'published') await new Promise((r) => setTimeout(r, 1_000));
+        }
+        expect(outcome).toBe('published');
+        const values = (await readToEnd(config, topic)).map((r) => r.value);
+        expect(values[0]).toBe('before');
+        expect(values.at(-1)).toBe('after the restart');
+        expect(values).not.toContain('in flight when the broker stopped'); // aborted: read_committed never sees it
+      } finally {
+        await publisher.close();
+      }
+    } finally {
+      await broker.stop();
+    }
+  }, 240_000);
 });

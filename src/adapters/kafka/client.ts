@@ -121,12 +121,17 @@ export async function createPublisher(kafka: Kafka, wait?: { log: Logger; timeou
  * new owner publishes) or never visible to a read_committed reader. kafkajs 2.2.4 initialises a
  * transactional producer on its first `transaction()` (not on connect), once per producer, and
  * treats INVALID_PRODUCER_EPOCH as not retriable: a fenced producer is useless and is dropped;
- * the next claim (after a rejoin) makes a new one.
+ * the next claim (after a rejoin) makes a new one. A transaction that fails for another reason
+ * (the broker went away between its produce and its commit) can leave kafkajs' producer unable
+ * to begin another; `publish` then throws and replaces it with a freshly initialised one.
  */
 export interface PartitionedPublisher {
   claim(partition: number): Promise<void>;
   release(partition: number): Promise<void>;
-  /** One transaction with all of `messages`; `fenced` when another owner claimed the partition since. */
+  /**
+   * One transaction with all of `messages`; `fenced` when another owner claimed the partition
+   * since. Throws on any other failure (retry: the next call uses a fresh producer).
+   */
   publish(partition: number, messages: OutMessage[]): Promise<'published' | 'fenced'>;
   close(): Promise<void>;
 }
@@ -157,17 +162,18 @@ export function createPartitionedPublisher(kafka: Kafka, transactionalIdPrefix: 
       throw err;
     }
   });
+  /** A producer under the partition's transactional id, fenced in: InitProducerId on its first transaction (an empty one ends locally). */
+  const start = async (partition: number): Promise<Producer> => {
+    const producer = createProducer(kafka, { transactionalId: `${transactionalIdPrefix}${partition}`, idempotent: true, maxInFlightRequests: 1, transactionTimeout: transactionTimeoutMs, allowAutoTopicCreation: false });
+    await producer.connect();
+    const txn = await producer.transaction();
+    await txn.abort();
+    return producer;
+  };
   return {
     async claim(partition) {
       await drop(partition, producers.get(partition));
-      const p = (async () => {
-        const producer = createProducer(kafka, { transactionalId: `${transactionalIdPrefix}${partition}`, idempotent: true, maxInFlightRequests: 1, transactionTimeout: transactionTimeoutMs, allowAutoTopicCreation: false });
-        await producer.connect();
-        // The fence: InitProducerId happens on the first transaction. An empty one ends locally.
-        const txn = await producer.transaction();
-        await txn.abort();
-        return producer;
-      })();
+      const p = start(partition);
       producers.set(partition, p);
       p.catch(() => (producers.get(partition) === p ? producers.delete(partition) : undefined));
       await p;
@@ -180,9 +186,23 @@ export function createPartitionedPublisher(kafka: Kafka, transactionalIdPrefix: 
         await send(await p, messages);
         return 'published';
       } catch (err) {
-        if (!isProducerFenced(err)) throw err;
-        await drop(partition, p);
-        return 'fenced';
+        if (isProducerFenced(err)) {
+          await drop(partition, p);
+          return 'fenced';
+        }
+        // Anything else (the broker went away mid-transaction, a request timed out): kafkajs may
+        // have left the transaction half-ended. An abort that failed too leaves its producer in
+        // ABORTING for good (every later transaction() throws: measured with the broker stopped
+        // between a produce and the commit). So the partition gets a fresh producer under the same
+        // transactional id, whose InitProducerId aborts whatever the old one left open; the
+        // caller retries (the tick re-reads its pins, still dirty). The partition is still this
+        // instance's: its documents were read under its owner epoch in this tick.
+        if (producers.get(partition) === p) {
+          const next = drop(partition, p).then(() => start(partition));
+          next.catch(() => undefined); // a failed start is met (and renewed again) by the next publish
+          producers.set(partition, next);
+        }
+        throw err;
       }
     },
     async close() {
