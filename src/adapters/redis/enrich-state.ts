@@ -163,7 +163,7 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
           const chunk = list.slice(from, from + PINS_PER_CALL);
           const callKeys = [k.meta(partition), ...chunk.flatMap(({ item }) => pinKeys(partition, item.pinId))];
           calls.push({ partition, chunk });
-          pipe.pinrichReadPins(callKeys.length, ...callKeys, topK, epochs?.get(partition) ?? '');
+          pipe.pinrichReadPins(callKeys.length, ...callKeys, topK, epochs?.get(partition) ?? '', minePairs ? '1' : '0');
         }
       }
       const rows = new Array<unknown[] | null>(pins.length).fill(null);

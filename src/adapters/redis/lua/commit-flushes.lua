@@ -26,19 +26,21 @@ if ARGV[1] ~= '' then
 end
 local out = {}
 local a = 2
+local clean = {} -- pins whose dirty mark goes (one ZREM per few thousand)
 for p = 0, (#KEYS - 2) / 2 - 1 do
   local b = 2 + 2 * p
   local q = tonumber(ARGV[a + 4])
   if ARGV[a + 2] ~= '' then
     redis.call('HSET', KEYS[b + 1], 'hash', ARGV[a + 2], 'ver', ARGV[a + 3])
   end
-  for i = a + 5, a + 4 + q do redis.call('SREM', KEYS[b + 2], ARGV[i]) end
+  for from = a + 5, a + 4 + q, 4000 do redis.call('SREM', KEYS[b + 2], unpack(ARGV, from, math.min(a + 4 + q, from + 3999))) end
   if (redis.call('HGET', KEYS[b + 1], 'gen') or '') == ARGV[a + 1] then
-    redis.call('ZREM', KEYS[2], ARGV[a])
+    clean[#clean + 1] = ARGV[a]
     out[p + 1] = 1
   else
     out[p + 1] = 0
   end
   a = a + 5 + q
 end
+for from = 1, #clean, 4000 do redis.call('ZREM', KEYS[2], unpack(clean, from, math.min(#clean, from + 3999))) end
 return out

@@ -14,6 +14,7 @@ KEYS (one hash slot: the partition tag {pN}):
   1 the partition's meta hash; then 4 per pin: pin hash, boards zset, queries zset, new-query set
 ARGV:
   1 k (top-K size)   2 owner epoch of the caller ('' = no check: `pinrich enrich rebuild`, tests)
+  3 '1' to read the new-query sets (pairs are mined), else '0' (they are then empty: not read)
 Returns:
   -1 when fenced; -2 when the state is missing (only checked with an epoch); else one array per pin, in KEYS order: { HGETALL flat, top boards WITHSCORES,
   top queries WITHSCORES, SMEMBERS new queries }.
@@ -36,9 +37,10 @@ local function top(key)
   for i = 1, #ties do o[#o + 1] = ties[i] end
   return o
 end
+local mine = ARGV[3] == '1'
 local out = {}
 for p = 0, (#KEYS - 1) / 4 - 1 do
   local b = 1 + 4 * p
-  out[p + 1] = { redis.call('HGETALL', KEYS[b + 1]), top(KEYS[b + 2]), top(KEYS[b + 3]), redis.call('SMEMBERS', KEYS[b + 4]) }
+  out[p + 1] = { redis.call('HGETALL', KEYS[b + 1]), top(KEYS[b + 2]), top(KEYS[b + 3]), mine and redis.call('SMEMBERS', KEYS[b + 4]) or {} }
 end
 return out
