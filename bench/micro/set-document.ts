@@ -8,6 +8,9 @@
  *   npx tsx bench/micro/set-document.ts                       # this checkout, the local stack's Redis
  *   ROOT=/path/to/other/checkout npx tsx bench/micro/set-document.ts
  *
+ * (The script takes two keys per document since its tombstone marker: a ROOT before that commit
+ * runs with one key per document, and this file of its own tree.)
+ *
  * PINRICH_REDIS_URL picks another Redis; the run's keys are deleted at the end.
  */
 import { Redis as IORedis } from 'ioredis';
@@ -37,12 +40,14 @@ async function measure(name: string, add: (pipe: ReturnType<typeof redis.pipelin
   console.log(`${name}: ${us.toFixed(1)} µs of Redis CPU per document (${(doc(0, 1).length / 1024).toFixed(1)} KB document)`);
 }
 const setDocument = (pipe: ReturnType<typeof redis.pipeline>, ...args: unknown[]) => (pipe as unknown as Record<string, (...a: unknown[]) => void>).pinrichSetDocument!(...args);
-await measure('set-document, one per call (a cluster)', (pipe, p, v) => setDocument(pipe, 1, `${prefix}doc:${p}`, doc(p, v + 1), v + 1));
+// Two keys per document: the document and its tombstone marker (the script's KEYS layout).
+const keysOf = (p: number) => [`${prefix}doc:{${p}}`, `${prefix}doc-deleted:{${p}}`];
+await measure('set-document, one per call (a cluster)', (pipe, p, v) => setDocument(pipe, 2, ...keysOf(p), doc(p, v + 1), v + 1));
 // 200 per call, as the enrich store sends them on one server (the call goes with its last pin).
 await measure('set-document, 200 per call', (pipe, p, v) => {
   if (p % 200 !== 199) return;
   const pins = Array.from({ length: 200 }, (_, i) => p - 199 + i);
-  setDocument(pipe, 200, ...pins.map((q) => `${prefix}doc:${q}`), ...pins.flatMap((q) => [doc(q, v + 1), v + 1]));
+  setDocument(pipe, 400, ...pins.flatMap(keysOf), ...pins.flatMap((q) => [doc(q, v + 1), v + 1]));
 });
 await measure('plain SET', (pipe, p, v) => pipe.set(`${prefix}set:${p}`, doc(p, v + 1)));
 await unlinkByPrefix(redis, prefix);

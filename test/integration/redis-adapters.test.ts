@@ -261,6 +261,14 @@ describe.skipIf(!inject('stack')).each(REDIS_MODES)('enrich state fences on %s R
     expect(await redis.hmget(keys.enrich.pin(1, 'pin-d'), 'hash', 'ver')).toEqual(['h4', '4']);
     await publish(4, null); // the tombstone of v4
     expect(await redis.get(keys.document('pin-d'))).toBeNull();
+    // Late writes of documents the tombstone ended are refused, not taken for the pin's first
+    // document: a zombie's v4 built after it, the rebuild's v3.
+    await publish(4, doc(4, '2026-12-02T06:00:03.000Z', 'zombie v4 after the tombstone'));
+    await s.restorePublished(1, 'pin-d', 'h3', 3, doc(3, '2026-12-02T06:00:01.000Z', 'rebuild v3'));
+    expect(await redis.get(keys.document('pin-d'))).toBeNull();
+    await publish(3, null); // an older tombstone does not lower what the marker says it ended
+    await publish(4, doc(4, '2026-12-02T06:00:04.000Z', 'zombie v4 again'));
+    expect(await redis.get(keys.document('pin-d'))).toBeNull();
     // The stamp is looked for in the document's tail first; one whose version and updated_at
     // come before a long text (not how pinrich writes them) is still ordered by them.
     const early = (version: number, at: string, text: string) => JSON.stringify({ version, updated_at: at, pin_id: 'pin-d', pin_text: text.repeat(50) });

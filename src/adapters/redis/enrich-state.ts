@@ -73,7 +73,8 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
     });
 
   /**
-   * Write published documents (null: a tombstone), each never over a newer one (set-document).
+   * Write published documents (null: a tombstone), each never over a newer one, nor over a
+   * tombstone of its version or a later one (set-document).
    * On one server a few hundred go in one script run; on a cluster each document key is its own
    * slot, so one per run (all in flight together).
    */
@@ -83,9 +84,9 @@ export function createRedisEnrichStore(plainRedis: Redis, keysOrPrefix: RedisKey
     const pipe = pipeline();
     for (let from = 0; from < docs.length; from += perCall) {
       const chunk = docs.slice(from, from + perCall);
-      const args: Array<string | number | Buffer> = chunk.map((d) => keys.document(d.pinId));
+      const args: Array<string | number | Buffer> = chunk.flatMap((d) => [keys.document(d.pinId), keys.deletedDocument(d.pinId)]);
       for (const d of chunk) args.push(d.doc ?? '', d.version);
-      pipe.pinrichSetDocument(chunk.length, ...args);
+      pipe.pinrichSetDocument(2 * chunk.length, ...args);
     }
     await execAll(pipe);
   };

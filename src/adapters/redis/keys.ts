@@ -27,6 +27,8 @@
  *                           of this partition is complete), o:<topic> (next input offset the
  *                           state covers: written atomically with the state)
  *   Pdoc:{<id>}             string: the last published enriched document (score, labels export)
+ *   Pdoc-deleted:{<id>}     string with TTL: the version a tombstone ended (set-document refuses
+ *                           a late write of an older document after it)
  *   Pstate:v2:epoch         string (JSON): the state marker (see stages/enrich/rebuild.ts); the
  *                           layout version is in its name, so state written by an older layout
  *                           reads as "missing" and is rebuilt rather than misread
@@ -59,6 +61,8 @@ export interface RedisKeys {
   readonly enrich: EnrichStateKeys;
   /** The last published enriched document of a pin. */
   document(pinId: string): string;
+  /** The version the pin's last tombstone ended (in the document's slot). */
+  deletedDocument(pinId: string): string;
   captionCache(model: string, promptVersion: string, imageKey: string): string;
   labelCache(k: { model: string; promptVersion: string; params: string; promptHash: string }): string;
   rateLimit(kind: 'vlm' | 'teacher', model: string): string;
@@ -81,6 +85,7 @@ export function redisKeys(prefix: string): RedisKeys {
       stateMarker: () => `${prefix}state:v2:epoch`,
     },
     document: (pinId) => `${prefix}doc:{${pinId}}`,
+    deletedDocument: (pinId) => `${prefix}doc-deleted:{${pinId}}`,
     captionCache: (model, promptVersion, imageKey) => `${prefix}cap:${model}:${promptVersion}:${imageKey}`,
     labelCache: (k) => `${prefix}label:${k.model}:${k.promptVersion}:${k.params}:${k.promptHash}`,
     rateLimit: (kind, model) => `${prefix}ratelimit:${kind}:${model}`,
