@@ -19,6 +19,7 @@ import { heapFlags } from '../bin/heap.js';
 import { createProducer } from '../src/adapters/kafka/client.js';
 import { createTopics, waitForTopicLeaders } from '../src/adapters/kafka/admin.js';
 import { createRedisFromConfig } from '../src/adapters/redis/client.js';
+import { createS3 } from '../src/adapters/s3/client.js';
 import { loadConfig, topics as topicNames, type Config, type Topics } from '../src/config.js';
 import { stackEnv, stackUp, type StackEndpoints } from '../src/stack/index.js';
 import type { WorkerName } from '../src/workers.js';
@@ -106,8 +107,8 @@ export async function redisCpuSeconds(redis: Pick<IORedis, 'info'>): Promise<num
 }
 
 /**
- * Drop what a benchmark run left on the stack: its Redis keys (`PINRICH_REDIS_PREFIX`) and its
- * Kafka topics (`PINRICH_TOPIC_PREFIX`). Without it every run kept its state: a full enrich run
+ * Drop what a benchmark run left on the stack: its Redis keys (`PINRICH_REDIS_PREFIX`), its S3
+ * objects (`PINRICH_S3_PREFIX`) and its Kafka topics (`PINRICH_TOPIC_PREFIX`). Without it every run kept its state: a full enrich run
  * leaves 50,000 pins' state in Redis (~0.5 GB) and ~0.5 GB of topics, and a dev stack reused for
  * a day of benchmarks held 4.8 GB in Redis, which slowed the later runs' Redis. BENCH_KEEP=1
  * keeps them (to inspect a run). Best effort: a failure is logged, not thrown.
@@ -115,8 +116,10 @@ export async function redisCpuSeconds(redis: Pick<IORedis, 'info'>): Promise<num
 export async function dropRun(config: Config, log: (l: string) => void): Promise<void> {
   if (process.env.BENCH_KEEP === '1') return;
   const redis = createRedisFromConfig(config);
+  const s3 = config.s3Prefix ? createS3(config) : undefined; // the run's objects (the dump's Parquet and manifests)
   try {
     await unlinkByPrefix(redis, config.redisKeyPrefix);
+    if (s3) for await (const o of s3.list(config.s3Prefix)) await s3.delete(o.key);
     const admin = benchKafka(config).admin();
     await admin.connect();
     try {
@@ -126,9 +129,10 @@ export async function dropRun(config: Config, log: (l: string) => void): Promise
       await admin.disconnect();
     }
   } catch (err) {
-    log(`bench: could not drop the run's keys and topics (${String(err)}); BENCH_KEEP=1 skips this`);
+    log(`bench: could not drop the run's keys, objects and topics (${String(err)}); BENCH_KEEP=1 skips this`);
   } finally {
     redis.disconnect();
+    s3?.close();
   }
 }
 
