@@ -128,12 +128,14 @@ const enrich: WorkerDefinition<'enrich'> = {
   // Partition N of its three inputs is one unit of state (one owner): assigned together.
   consumer: (_config, { tickMs }) => ({ partitionsConsumedConcurrently: 2, maxBatchRecords: 2_000, tickMs: tickMs ?? 100, coPartitioned: true }),
   async wire({ config, kafka, redis, log, clock }) {
-    const [{ createRedisEnrichStore }, { createEnrichStage }, { createPartitionedPublisher }] = await Promise.all([
+    const [{ createRedisEnrichStore }, { createEnrichStage }, { createPartitionedPublisher }, { partitionCounts }] = await Promise.all([
       import('./adapters/redis/enrich-state.js'),
       import('./stages/enrich/stage.js'),
       import('./adapters/kafka/client.js'),
+      import('./adapters/kafka/admin.js'),
     ]);
     return createEnrichStage({
+      inputPartitions: partitionCounts(kafka),
       ...(config.enrichTransactions ? { publisher: createPartitionedPublisher(kafka, `${config.topicPrefix}${config.groupPrefix}.enrich-p`) } : {}),
       requireState: true,
       store: createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, config.enrichMinePairs),

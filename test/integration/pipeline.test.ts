@@ -5,13 +5,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type RunningApp } from '../../src/app.js';
 import { PARTITIONER } from '../../src/adapters/kafka/client.js';
+import { partitionOf } from '../../src/adapters/kafka/partitioner.js';
 import { createRedisFromConfig } from '../../src/adapters/redis/client.js';
 import { createRedisDocumentReader } from '../../src/adapters/redis/documents.js';
+import { createRedisEnrichStore } from '../../src/adapters/redis/enrich-state.js';
 import { redisKeys } from '../../src/adapters/redis/keys.js';
 import { dlqTopic, type Config } from '../../src/config.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import { startModelServer, type ModelServer } from '../../src/model-server/server.js';
-import { latestByKey, produce, readUntil, setupTopics, testConfig, waitFor } from '../support/harness.js';
+import { rebuildEnrichState } from '../../src/stages/enrich/rebuild.js';
+import { deleteKeysWithPrefix, latestByKey, produce, readUntil, setupTopics, testConfig, waitFor } from '../support/harness.js';
 import { ODDLY_SPELLED_REJECTED_URLS } from '../support/urls.js';
 
 const T0 = Date.parse('2026-11-28T00:00:00Z');
@@ -244,6 +247,51 @@ describe('enrich worker', () => {
       expect(app.stats().enrich!.duplicateEngagements).toBe(2);
     } finally {
       await app.stop();
+    }
+  });
+
+  it('applies records that arrive on another partition than their pin\'s on the pin\'s own partition (sent on there), each once', async () => {
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
+    const t = await setupTopics(config);
+    const pin = 'pin-sent-on';
+    const home = partitionOf(pin, config.topicPartitions);
+    const away = (home + 1) % config.topicPartitions; // as a producer hashing keys otherwise (librdkafka's CRC32) would put them
+    // The pin event, one save and a duplicated click arrive away from the pin's partition, one save at home.
+    await produce(config, t.pinEvents, [{ key: pin, value: pinEvent(pin), partition: away }]);
+    await produce(config, t.engagement, [
+      { key: pin, value: save('so-1', pin, 'Desserts'), partition: away },
+      { key: pin, value: save('so-2', pin, 'Desserts'), partition: home },
+      { key: pin, value: click('so-3', pin, 'tarte'), partition: away },
+      { key: pin, value: click('so-3', pin, 'tarte'), partition: away }, // a duplicate, also away
+    ]);
+    const app = await start(config);
+    try {
+      const done = (r: Array<{ value: string | null }>) => r.some((m) => m.value && JSON.parse(m.value).engagement_count === 3);
+      const records = await readUntil(config, t.enriched, done);
+      const doc = docsOf(records).get(pin)!;
+      expect(doc.board_titles).toEqual([{ text: 'desserts', count: 2 }]);
+      expect(doc.engaged_queries).toEqual([{ text: 'tarte', count: 1 }]);
+      expect(doc.engagement_count).toBe(3);
+      // One document stream for the pin, on its own partition: its state was not split.
+      expect(new Set(records.filter((r) => r.key === pin).map((r) => r.partition))).toEqual(new Set([home]));
+      expect(app.stats().enrich!.rerouted).toBeGreaterThanOrEqual(4);
+      // The copies are on the pin's partition of each input topic.
+      const sentOn = (await readUntil(config, t.engagement, (r) => r.filter((m) => m.partition === home).length >= 4)).filter((m) => m.partition === home);
+      expect(new Set(sentOn.map((m) => JSON.parse(m.value!).event_id))).toEqual(new Set(['so-1', 'so-2', 'so-3']));
+    } finally {
+      await app.stop();
+    }
+    // `enrich rebuild` from the topics into an emptied Redis: the copies are applied, the
+    // originals away from the pin's partition are not (they would be counted twice, apart).
+    const redis = createRedisFromConfig(config);
+    try {
+      await deleteKeysWithPrefix(redis, config.redisKeyPrefix);
+      await rebuildEnrichState(config, silentLogger);
+      const store = createRedisEnrichStore(redis, config.redisKeyPrefix, config.enrichDedupTtlSeconds, false);
+      expect(await store.counts(pin, [home])).toEqual({ boards: { desserts: 2 }, queries: { tarte: 1 }, engagements: 3 });
+      expect(await store.counts(pin, [away])).toEqual({ boards: {}, queries: {}, engagements: 0 });
+    } finally {
+      redis.disconnect();
     }
   });
 

@@ -119,7 +119,8 @@ export interface Rec {
  * idempotent producer retries (without limit) under the same sequence numbers, which the broker
  * deduplicates.
  */
-export async function produce(config: Config, topic: string, records: Array<{ key: string; value: unknown }>): Promise<void> {
+/** `partition`: write there, as a producer partitioning otherwise than pinrich would; absent: by key. */
+export async function produce(config: Config, topic: string, records: Array<{ key: string; value: unknown; partition?: number }>): Promise<void> {
   const producer = createProducer(testKafka(config), { idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   try {
@@ -130,6 +131,7 @@ export async function produce(config: Config, topic: string, records: Array<{ ke
         messages: records.slice(i, i + 1_000).map((r) => ({
           key: r.key,
           value: r.value === null ? null : typeof r.value === 'string' || Buffer.isBuffer(r.value) ? r.value : JSON.stringify(r.value),
+          ...(r.partition === undefined ? {} : { partition: r.partition }),
         })),
       });
     }

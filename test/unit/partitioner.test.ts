@@ -5,6 +5,7 @@
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { createProducer, createPublisher, PARTITIONER } from '../../src/adapters/kafka/client.js';
+import { partitionOf } from '../../src/adapters/kafka/partitioner.js';
 import { createRandom } from '../../src/demo/sample.js';
 
 // Reference values from Kafka's Java client 4.1.1 (kafka-clients-4.1.1.jar, the jars the local
@@ -49,6 +50,10 @@ describe('producer partitioner', () => {
     const partition = PARTITIONER();
     const got = JAVA.map(([key]) => [key, COUNTS.map((n) => partition({ topic: 't', partitionMetadata: metadata(n), message: { key, value: 'v' } }))]);
     expect(got).toEqual(JAVA);
+  });
+
+  it("gives enrich's check of a record's partition (partitionOf) the Java client's partitions too", () => {
+    expect(JAVA.map(([key]) => [key, COUNTS.map((n) => partitionOf(key, n))])).toEqual(JAVA);
   });
 
   it("decides as kafkajs' DefaultPartitioner on many keys: strings of every length and script, Buffers, numbers, set partitions, no key", () => {

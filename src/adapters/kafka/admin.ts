@@ -145,3 +145,32 @@ export async function createTopics(kafka: Kafka, config: Config, opts: CreateTop
     await admin.disconnect();
   }
 }
+
+/**
+ * The partition count of a topic, asked of the broker once per topic and process (a failed ask
+ * is asked again on the next call). A record's partition can be checked against its key's with it.
+ */
+export function partitionCounts(kafka: Kafka): (topic: string) => Promise<number> {
+  const known = new Map<string, Promise<number>>();
+  return (topic) => {
+    let count = known.get(topic);
+    if (!count) {
+      count = (async () => {
+        const admin = kafka.admin();
+        await admin.connect();
+        try {
+          const md = await admin.fetchTopicMetadata({ topics: [topic] });
+          const n = md.topics.find((t) => t.name === topic)?.partitions.length ?? 0;
+          if (n === 0) throw new PinrichError('topics_not_ready', `topic ${topic} has no partitions in the broker's metadata yet`, { retriable: true });
+          return n;
+        } finally {
+          await admin.disconnect();
+        }
+      })();
+      const asked = count;
+      known.set(topic, asked);
+      asked.catch(() => (known.get(topic) === asked ? known.delete(topic) : undefined));
+    }
+    return count;
+  };
+}

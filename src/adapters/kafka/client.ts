@@ -61,6 +61,8 @@ export interface OutMessage {
    * lost the partition cannot publish it. Absent: the worker's plain publisher.
    */
   ownerPartition?: number;
+  /** The partition to write to (enrich sending a record on to its pin's partition); absent: by key. */
+  partition?: number;
 }
 
 /** The publishing port: all-or-error, acks from all in-sync replicas. */
@@ -226,7 +228,7 @@ function requestChunks(messages: OutMessage[]): Array<Map<string, Message[]>> {
     bytes += size;
     let list = byTopic.get(m.topic);
     if (!list) byTopic.set(m.topic, (list = []));
-    list.push({ key: m.key, value: m.value, headers: m.headers });
+    list.push({ key: m.key, value: m.value, headers: m.headers, ...(m.partition === undefined ? {} : { partition: m.partition }) });
   }
   if (byTopic.size > 0) out.push(byTopic);
   return out;

@@ -61,6 +61,11 @@ export function keyHash(key: unknown): number {
 
 const toPositive = (x: number) => x & 0x7fffffff;
 
+/** The partition of `key` among `partitions` under this partitioner (and Kafka's Java clients'). */
+export function partitionOf(key: string, partitions: number): number {
+  return toPositive(keyHash(key)) % partitions;
+}
+
 /**
  * kafkajs' DefaultPartitioner rule: the message's own partition when it has one; else by key
  * hash over all partitions; else round robin over the partitions that have a leader.

@@ -181,6 +181,9 @@ export async function rebuildEnrichState(config: Config, log: Logger, progress: 
       log,
       requireState: false,
       fence: false, // the workers hold while the state is missing: their epochs stay valid
+      // A record on another partition than its pin's is skipped here (its outputs are not
+      // published): the worker sent it on, or will, and its copy on the right partition is applied.
+      inputPartitions: async (topic) => snapshot.get(topic)!.size,
     });
     const report: RebuildReport = { documents: 0, pinEvents: 0, captions: 0, engagement: 0, pairs: 0, rejected: 0, ms: 0 };
     const snapshot = new Map<string, Map<number, bigint>>();

@@ -26,6 +26,7 @@ import type { EngagementEvent } from '../../../schemas/engagement-event.js';
 import type { Pair } from '../../../schemas/pair.js';
 import type { PinEvent } from '../../../schemas/pin-event.js';
 import type { OutMessage, PartitionedPublisher } from '../../adapters/kafka/client.js';
+import { partitionOf } from '../../adapters/kafka/partitioner.js';
 import type { Topics } from '../../config.js';
 import { decodeRecord } from '../../core/decode.js';
 import { decodeEngagement } from './decode-engagement.js';
@@ -72,6 +73,15 @@ export interface EnrichStageDeps {
    */
   fence?: boolean;
   /**
+   * The partition count of an input topic (the worker: the broker's metadata; the rebuild: its
+   * snapshot). With it, a record on another partition than its pin's (a producer that keyed it
+   * otherwise, or partitioned with another hash than Kafka's Java clients' murmur2) is not applied
+   * where it arrived, which would split the pin's state across two partitions: it is sent on to
+   * its pin's partition of the same topic (an output; the rebuild publishes none, and applies
+   * the copy the worker sent on). Absent (stage tests): no check.
+   */
+  inputPartitions?: (topic: string) => Promise<number>;
+  /**
    * Publish each partition's documents and pairs in that partition's own Kafka transaction (the
    * worker): a zombie's publish then fails at the broker once the partition's new owner claimed
    * it (see adapters/kafka/client.ts). Without it (the rebuild, stage tests) outputs go out plain.
@@ -99,6 +109,8 @@ export interface EnrichStats {
   tombstones: number;
   unchanged: number;
   pairs: number;
+  /** Records that arrived on another partition than their pin's, sent on to it (see `inputPartitions`). */
+  rerouted: number;
 }
 
 /** Image key of the pin's image: the one rule the caption stage keys its caption records by. */
@@ -190,6 +202,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     tombstones: 0,
     unchanged: 0,
     pairs: 0,
+    rerouted: 0,
   };
 
   let owned = new Map<number, Owned>();
@@ -262,6 +275,20 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     return o;
   }
 
+  let lastSentOnWarn = -Infinity;
+  let sentOnSinceWarn = 0;
+  /** Say (at most every 10 s) that records arrive on the wrong partition: their producer's partitioning is not pinrich's. */
+  function warnSentOn(topic: string, partition: number, n: number): void {
+    sentOnSinceWarn += n;
+    if (clock.now() - lastSentOnWarn < 10_000) return;
+    lastSentOnWarn = clock.now();
+    deps.log.warn(
+      "enrich: records arrived on another partition than their pin's and were sent on to it; their producer should key them by pin_id with Kafka's default (murmur2) partitioner",
+      { topic, partition, records: sentOnSinceWarn },
+    );
+    sentOnSinceWarn = 0;
+  }
+
   function addOp(p: Pending, pinId: string, op: PinOp): void {
     let ops = p.pins.get(pinId);
     if (!ops) p.pins.set(pinId, (ops = []));
@@ -286,6 +313,22 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     const from = o.next.get(topic) ?? -1n;
     const p = o.pending;
     let bytes = 0;
+    const partitions = deps.inputPartitions ? await deps.inputPartitions(topic) : undefined;
+    const outputs: OutMessage[] = [];
+    /**
+     * True when `pinId` belongs to another partition: the record is then sent on to it, and
+     * nothing of it is applied here. Also for a record the state already covers: sending on is
+     * at-least-once, as dead letters are (the copy's duplicates are dropped by event id, or are
+     * the same pin event or caption again).
+     */
+    const sentOn = (record: InRecord, pinId: string): boolean => {
+      if (partitions === undefined) return false;
+      const home = partitionOf(pinId, partitions);
+      if (home === partition) return false;
+      outputs.push({ topic, key: pinId, value: record.value, partition: home });
+      stats.rerouted++;
+      return true;
+    };
     for (const record of batch) {
       // Already taken in: in the state (applied, but its Kafka commit did not happen before a
       // crash or move, or replayed by `enrich rebuild`) or in the buffer (this batch retried).
@@ -308,7 +351,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
           rejected.push({ record, code: 'schema_violation', reason: `${isSave ? 'board_title' : 'query'} is empty after normalisation` });
           continue;
         }
-        if (already) continue;
+        if (sentOn(record, e.pin_id) || already) continue;
         if (p.seenIds.has(e.event_id)) {
           p.duplicates++;
           continue;
@@ -326,8 +369,8 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
           rejected.push({ record, code: d.code, reason: d.reason });
           continue;
         }
-        if (already) continue;
         const e: PinEvent = d.value;
+        if (sentOn(record, e.pin_id) || already) continue;
         addOp(p, e.pin_id, { op: 'pin', eventTimeMs: Date.parse(e.event_time), type: e.type, pin: e.type === 'deleted' ? null : pinFieldsOf(e) });
       } else {
         const d = decodeRecord('caption', record.value, deps.maxRecordBytes);
@@ -335,8 +378,8 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
           rejected.push({ record, code: d.code, reason: d.reason });
           continue;
         }
-        if (already) continue;
         const c: Caption = d.value;
+        if (sentOn(record, c.pin_id) || already) continue;
         addOp(p, c.pin_id, { op: 'caption', caption: { image_key: c.image_key, status: c.status, text: c.text } });
       }
     }
@@ -363,9 +406,10 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       // Stay in the group while held; a rebalance ends the wait (the worker gives the batch up).
       await ctx?.heartbeat();
     }
+    if (outputs.length > 0) warnSentOn(topic, partition, outputs.length);
     const owner = o;
     return {
-      outputs: [],
+      outputs,
       rejected,
       commitOffset: null,
       // Runs once the worker has published this batch's dead letters.
