@@ -2,6 +2,9 @@
  * Caption + enrich on the real local Kafka and Redis, with the project's own model server
  * behind the real openai client.
  */
+import { spawn } from 'node:child_process';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type RunningApp } from '../../src/app.js';
 import { PARTITIONER } from '../../src/adapters/kafka/client.js';
@@ -13,6 +16,7 @@ import { redisKeys } from '../../src/adapters/redis/keys.js';
 import { dlqTopic, type Config } from '../../src/config.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import { startModelServer, type ModelServer } from '../../src/model-server/server.js';
+import { kafkaJarsLocation } from '../../src/stack/kafka.js';
 import { rebuildEnrichState } from '../../src/stages/enrich/rebuild.js';
 import { deleteKeysWithPrefix, latestByKey, produce, readUntil, setupTopics, testConfig, waitFor } from '../support/harness.js';
 import { ODDLY_SPELLED_REJECTED_URLS } from '../support/urls.js';
@@ -58,6 +62,23 @@ function markerFor(pinId: string, partitions: number): string {
   const partitionMetadata = Array.from({ length: partitions }, (_, i) => ({ partitionErrorCode: 0, partitionId: i, leader: 0, replicas: [0], isr: [0], offlineReplicas: [] }));
   const partition = (key: string) => PARTITIONER()({ topic: 'pins.enriched', partitionMetadata, message: { key, value: null } });
   for (let i = 0; ; i++) if (partition(`marker-${i}`) === partition(pinId)) return `marker-${i}`;
+}
+
+/**
+ * Produce `records` with Kafka's own Java console producer (the stack's Kafka jars), its batches
+ * compressed with `codec`: another client than kafkajs, as producers outside pinrich are.
+ */
+async function javaProduce(config: Config, topic: string, codec: string, records: Array<{ key: string; value: unknown }>): Promise<void> {
+  const cacheRoot = process.env.PINRICH_CACHE_DIR || join(homedir(), '.cache', 'pinrich');
+  const libs = kafkaJarsLocation(join(import.meta.dirname, '..', '..', 'deploy', 'kafka', 'pom.xml'), cacheRoot).libsDir;
+  const args = ['-Xmx256m', '-cp', `${libs}/*`, 'org.apache.kafka.tools.ConsoleProducer', '--bootstrap-server', config.kafkaBrokers.join(','), '--topic', topic];
+  args.push('--compression-codec', codec, '--property', 'parse.key=true', '--property', 'key.separator=\t', '--producer-property', 'linger.ms=200');
+  const child = spawn('java', args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdin!.end(records.map((r) => `${r.key}\t${JSON.stringify(r.value)}\n`).join(''));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  if (code !== 0) throw new Error(`java ConsoleProducer (${codec}) exited ${code}: ${stderr.slice(-2000)}`);
 }
 
 function docsOf(records: Array<{ key: string | null; value: string | null }>): Map<string, Doc | null> {
@@ -294,6 +315,24 @@ describe('enrich worker', () => {
       redis.disconnect();
     }
   });
+
+  it("reads engagement that another producer compressed (Kafka's Java producer: snappy, lz4, zstd, gzip)", async () => {
+    const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl });
+    const t = await setupTopics(config);
+    const pin = 'pin-compressed';
+    await produce(config, t.pinEvents, [{ key: pin, value: pinEvent(pin) }]);
+    const codecs = ['snappy', 'lz4', 'zstd', 'gzip'];
+    for (const codec of codecs) await javaProduce(config, t.engagement, codec, [1, 2, 3].map((i) => ({ key: pin, value: save(`${codec}-${i}`, pin, `Board ${codec}`) })));
+    const app = await start(config);
+    try {
+      const done = (r: Array<{ value: string | null }>) => r.some((m) => m.value && JSON.parse(m.value).engagement_count === 12);
+      const doc = docsOf(await readUntil(config, t.enriched, done)).get(pin)!;
+      expect(doc.board_titles.map((b) => [b.text, b.count]).sort()).toEqual(codecs.map((c) => [`board ${c}`, 3]).sort());
+      expect(app.stats().enrich!.engagementEvents).toBe(12);
+    } finally {
+      await app.stop();
+    }
+  }, 120_000);
 
   it('coalesces a burst of engagement within the window into one new version', async () => {
     const config = testConfig({ PINRICH_VLM_BASE_URL: server.baseUrl, PINRICH_ENRICH_WINDOW_MS: '1500' });

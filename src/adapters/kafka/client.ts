@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Kafka, logLevel, type KafkaConfig, type Message, type Producer, type ProducerConfig, type SASLOptions, CompressionTypes } from 'kafkajs';
 import type { Config } from '../../config.js';
 import type { Logger } from '../../runtime/log.js';
+import './codecs.js'; // snappy, lz4 and zstd batches of other producers: registered with kafkajs once
 import { PARTITIONER } from './partitioner.js';
 import { untilKafkaAnswers } from './transient.js';
 
