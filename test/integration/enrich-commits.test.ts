@@ -25,6 +25,7 @@ import { systemClock } from '../../src/runtime/clock.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import type { InRecord, StageResult } from '../../src/runtime/stage.js';
 import { createEnrichStage } from '../../src/stages/enrich/stage.js';
+import { partitionOf } from '../../src/adapters/kafka/partitioner.js';
 import { testConfig, waitFor } from '../support/harness.js';
 
 describe.skipIf(!inject('stack'))('enrich stage commits', () => {
@@ -203,5 +204,34 @@ describe.skipIf(!inject('stack'))('enrich stage commits', () => {
     expect(keys).toHaveLength(10);
     expect(keys).toEqual(expect.arrayContaining(['old-a', 'old-b']));
     expect(first.moreDue).toBe(true);
+  });
+
+  it("holds its inputs' records, saying why, while their partition counts differ (a pin's partition would depend on the topic)", async () => {
+    const prefix = `${config.redisKeyPrefix}copart-${randomUUID().slice(0, 8)}:`;
+    const t = topicNames(config);
+    const store = createRedisEnrichStore(redis, redisKeys(prefix), 3_600, false);
+    await store.markStateReady({ source: 'fresh', at: new Date().toISOString() }, [0, 1, 2, 3]);
+    const counts = new Map<string, number>([[t.pinEvents, 4], [t.engagement, 8], [t.captions, 4]]);
+    const stage = createEnrichStage({
+      store,
+      topics: t,
+      topK: 10,
+      windowMs: 0,
+      minePairs: false,
+      maxRecordBytes: config.maxRecordBytes,
+      requireState: true,
+      clock: systemClock,
+      log: silentLogger,
+      inputPartitions: async (topic) => counts.get(topic)!,
+    });
+    // A pin of partition 2 of 4 (pinrich's partitioner).
+    const pin = Array.from({ length: 50 }, (_, i) => `pin-${i}`).find((p) => partitionOf(p, 4) === 2)!;
+    const batch = [pinEvent(t.pinEvents, 2, 0, pin)];
+    await expect(stage.handle(batch, ctx)).rejects.toThrow(`have ${t.pinEvents} 4, ${t.engagement} 8, ${t.captions} 4`);
+    counts.set(t.engagement, 4); // the operator gave them one count
+    const taken = await stage.handle(batch, ctx);
+    expect(taken.outputs).toEqual([]); // on its pin's partition: applied here, nothing sent on
+    await stage.flushState();
+    expect(stage.stats().pinEvents).toBe(1);
   });
 });

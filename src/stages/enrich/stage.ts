@@ -275,6 +275,21 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     return o;
   }
 
+  /**
+   * The inputs' one partition count. While they differ it throws (the worker retries the batch
+   * and says why, holding it): a pin's partition would depend on the topic, and its state would
+   * be split whatever is sent where. Kafka Streams refuses such inputs at start for the same reason.
+   */
+  async function coPartitioned(countOf: (topic: string) => Promise<number>): Promise<number> {
+    const inputs = [topics.pinEvents, topics.engagement, topics.captions];
+    const counts = await Promise.all(inputs.map((t) => countOf(t)));
+    if (counts.some((n) => n !== counts[0])) {
+      const have = inputs.map((t, i) => `${t} ${counts[i]}`).join(', ');
+      throw new PinrichError('config_invalid', `enrich's inputs must share one partition count (they are co-partitioned by pin id), and have ${have}; give them the same count (PINRICH_TOPIC_PARTITIONS)`, { retriable: true });
+    }
+    return counts[0]!;
+  }
+
   let lastSentOnWarn = -Infinity;
   let sentOnSinceWarn = 0;
   /** Say (at most every 10 s) that records arrive on the wrong partition: their producer's partitioning is not pinrich's. */
@@ -313,7 +328,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     const from = o.next.get(topic) ?? -1n;
     const p = o.pending;
     let bytes = 0;
-    const partitions = deps.inputPartitions ? await deps.inputPartitions(topic) : undefined;
+    const partitions = deps.inputPartitions ? await coPartitioned(deps.inputPartitions) : undefined;
     const outputs: OutMessage[] = [];
     /**
      * True when `pinId` belongs to another partition: the record is then sent on to it, and
