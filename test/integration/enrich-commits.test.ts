@@ -234,4 +234,42 @@ describe.skipIf(!inject('stack'))('enrich stage commits', () => {
     await stage.flushState();
     expect(stage.stats().pinEvents).toBe(1);
   });
+
+  it('takes every record of a batch whose partition-count check waited across a state flush', async () => {
+    // The check waits (the broker's metadata, the first time): a state flush can run meanwhile
+    // and take the partition's buffer. Records added to the buffer it took were never applied.
+    const prefix = `${config.redisKeyPrefix}copart-wait-${randomUUID().slice(0, 8)}:`;
+    const t = topicNames(config);
+    const store = createRedisEnrichStore(redis, redisKeys(prefix), 3_600, false);
+    await store.markStateReady({ source: 'fresh', at: new Date().toISOString() }, [0]);
+    let gate: Promise<void> = Promise.resolve();
+    const stage = createEnrichStage({
+      store,
+      topics: t,
+      topK: 10,
+      windowMs: 0,
+      minePairs: false,
+      maxRecordBytes: config.maxRecordBytes,
+      requireState: true,
+      clock: systemClock,
+      log: silentLogger,
+      inputPartitions: async () => {
+        await gate;
+        return 1;
+      },
+    });
+    const all = records(t.engagement);
+    await stage.handle(all.slice(0, 40), ctx); // buffered, not yet in the state
+    let open!: () => void;
+    gate = new Promise((r) => (open = r));
+    const second = stage.handle(all.slice(40), ctx); // waits at the check
+    await new Promise((r) => setTimeout(r, 20));
+    await stage.flushState(); // takes the buffer with the first 40
+    open();
+    const result = await second;
+    await stage.flushState();
+    expect(result.rejected).toHaveLength(1); // offset 50, not JSON
+    const counted = (await Promise.all(Array.from({ length: 7 }, (_, i) => store.counts(`pin-${i}`, [0])))).reduce((n, c) => n + c.engagements, 0);
+    expect(counted).toBe(99);
+  });
 });

@@ -320,6 +320,9 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     // A batch of a partition this instance no longer has (fetched before a rebalance): claiming
     // it would fence its new owner. Nothing is taken; the records stay uncommitted.
     if (fence && assignedPartitions && !assignedPartitions.has(partition)) return { outputs: [], rejected, commitOffset: null };
+    // Asked before anything of the partition is read: from the buffer swap on, nothing below
+    // may wait (a state flush in between would take the buffer these records go into).
+    const partitions = deps.inputPartitions ? await coPartitioned(deps.inputPartitions) : undefined;
     let o = ownedPartition(partition);
     await o.claim;
     o = owned.get(partition) ?? o; // a rejoin during the claim: use the fresh entry
@@ -328,7 +331,6 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
     const from = o.next.get(topic) ?? -1n;
     const p = o.pending;
     let bytes = 0;
-    const partitions = deps.inputPartitions ? await coPartitioned(deps.inputPartitions) : undefined;
     const outputs: OutMessage[] = [];
     /**
      * True when `pinId` belongs to another partition: the record is then sent on to it, and
