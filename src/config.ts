@@ -50,6 +50,8 @@ export const OPTIONS = {
   topicReplication: opt({ env: 'PINRICH_TOPIC_REPLICATION', type: int(1, 16), default: '1', doc: 'Replication factor for `topics create`' }),
   groupPrefix: opt({ env: 'PINRICH_GROUP_PREFIX', type: z.string(), default: 'pinrich', doc: 'Consumer group id prefix; group = <prefix>.<worker>' }),
   kafkaSessionTimeoutMs: opt({ env: 'PINRICH_KAFKA_SESSION_TIMEOUT_MS', type: int(6_000, 300_000), default: '30000', doc: 'Consumer session timeout: how long a crashed instance holds its partitions' }),
+  kafkaFetchMinBytes: opt({ env: 'PINRICH_KAFKA_FETCH_MIN_BYTES', type: int(1, 64 * 1024 * 1024), default: '1', doc: 'Bytes a consumer fetch waits for (up to PINRICH_KAFKA_FETCH_MAX_WAIT_MS) before the broker answers: higher means fewer, fuller fetches (less CPU at moderate rates, more latency)' }),
+  kafkaFetchMaxWaitMs: opt({ env: 'PINRICH_KAFKA_FETCH_MAX_WAIT_MS', type: int(0, 30_000), default: '5000', doc: 'Longest a consumer fetch waits at the broker for PINRICH_KAFKA_FETCH_MIN_BYTES' }),
   kafkaWaitMs: opt({ env: 'PINRICH_KAFKA_WAIT_MS', type: int(1_000, 3_600_000), default: '120000', doc: 'How long a worker waits for an unreachable Kafka cluster (at start-up, or to rejoin its group after a crash) before it gives up: exits, or reports itself dead on /healthz' }),
   maxRecordBytes: opt({ env: 'PINRICH_MAX_RECORD_BYTES', type: int(1_024, 16 * 1024 * 1024), default: String(256 * 1024), doc: 'Larger input records are dead-lettered as oversized_record' }),
   // Redis

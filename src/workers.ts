@@ -200,7 +200,13 @@ export function workerNamed(name: string | undefined): WorkerDefinition | undefi
 }
 
 /** Group, topics and consumer settings of a worker: what `startWorker` needs besides clients. */
-export function subscriptionOf(name: WorkerName, config: Config, overrides: { tickMs?: number } = {}): ConsumerSettings & { groupId: string; topics: readonly string[] } {
+export function subscriptionOf(name: WorkerName, config: Config, overrides: { tickMs?: number } = {}): ConsumerSettings & { groupId: string; topics: readonly string[]; fetchMinBytes: number; fetchMaxWaitMs: number } {
   const w: WorkerDefinition = WORKERS[name];
-  return { groupId: groupIdOf(config, name), topics: w.inputs(topicNames(config)), ...w.consumer(config, overrides) };
+  return {
+    groupId: groupIdOf(config, name),
+    topics: w.inputs(topicNames(config)),
+    fetchMinBytes: config.kafkaFetchMinBytes,
+    fetchMaxWaitMs: config.kafkaFetchMaxWaitMs,
+    ...w.consumer(config, overrides),
+  };
 }
