@@ -25,6 +25,7 @@ import { systemClock } from '../../src/runtime/clock.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import type { InRecord, StageResult } from '../../src/runtime/stage.js';
 import { createEnrichStage } from '../../src/stages/enrich/stage.js';
+import type { EnrichStateStore } from '../../src/stages/enrich/ports.js';
 import { partitionOf } from '../../src/adapters/kafka/partitioner.js';
 import { testConfig, waitFor } from '../support/harness.js';
 
@@ -206,24 +207,17 @@ describe.skipIf(!inject('stack'))('enrich stage commits', () => {
     expect(first.moreDue).toBe(true);
   });
 
+  /** An unfenced stage on `store` that checks records against the partition counts `inputPartitions` gives. */
+  const checkedStageOn = (store: EnrichStateStore, inputPartitions: (topic: string) => Promise<number>) =>
+    createEnrichStage({ store, topics: topicNames(config), topK: 10, windowMs: 0, minePairs: false, maxRecordBytes: config.maxRecordBytes, requireState: true, clock: systemClock, log: silentLogger, inputPartitions });
+
   it("holds its inputs' records, saying why, while their partition counts differ (a pin's partition would depend on the topic)", async () => {
     const prefix = `${config.redisKeyPrefix}copart-${randomUUID().slice(0, 8)}:`;
     const t = topicNames(config);
     const store = createRedisEnrichStore(redis, redisKeys(prefix), 3_600, false);
     await store.markStateReady({ source: 'fresh', at: new Date().toISOString() }, [0, 1, 2, 3]);
     const counts = new Map<string, number>([[t.pinEvents, 4], [t.engagement, 8], [t.captions, 4]]);
-    const stage = createEnrichStage({
-      store,
-      topics: t,
-      topK: 10,
-      windowMs: 0,
-      minePairs: false,
-      maxRecordBytes: config.maxRecordBytes,
-      requireState: true,
-      clock: systemClock,
-      log: silentLogger,
-      inputPartitions: async (topic) => counts.get(topic)!,
-    });
+    const stage = checkedStageOn(store, async (topic) => counts.get(topic)!);
     // A pin of partition 2 of 4 (pinrich's partitioner).
     const pin = Array.from({ length: 50 }, (_, i) => `pin-${i}`).find((p) => partitionOf(p, 4) === 2)!;
     const batch = [pinEvent(t.pinEvents, 2, 0, pin)];
@@ -243,20 +237,9 @@ describe.skipIf(!inject('stack'))('enrich stage commits', () => {
     const store = createRedisEnrichStore(redis, redisKeys(prefix), 3_600, false);
     await store.markStateReady({ source: 'fresh', at: new Date().toISOString() }, [0]);
     let gate: Promise<void> = Promise.resolve();
-    const stage = createEnrichStage({
-      store,
-      topics: t,
-      topK: 10,
-      windowMs: 0,
-      minePairs: false,
-      maxRecordBytes: config.maxRecordBytes,
-      requireState: true,
-      clock: systemClock,
-      log: silentLogger,
-      inputPartitions: async () => {
-        await gate;
-        return 1;
-      },
+    const stage = checkedStageOn(store, async () => {
+      await gate;
+      return 1;
     });
     const all = records(t.engagement);
     await stage.handle(all.slice(0, 40), ctx); // buffered, not yet in the state
