@@ -3,11 +3,9 @@
  * behind the real openai client.
  */
 import { spawn } from 'node:child_process';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startApp, type RunningApp } from '../../src/app.js';
-import { PARTITIONER } from '../../src/adapters/kafka/client.js';
 import { partitionOf } from '../../src/adapters/kafka/partitioner.js';
 import { createRedisFromConfig } from '../../src/adapters/redis/client.js';
 import { createRedisDocumentReader } from '../../src/adapters/redis/documents.js';
@@ -17,6 +15,7 @@ import { dlqTopic, type Config } from '../../src/config.js';
 import { silentLogger } from '../../src/runtime/log.js';
 import { startModelServer, type ModelServer } from '../../src/model-server/server.js';
 import { kafkaJarsLocation } from '../../src/stack/kafka.js';
+import { llamaCacheRoot } from '../../src/stack/llama.js'; // the pinrich cache root, the Kafka jars' too
 import { rebuildEnrichState } from '../../src/stages/enrich/rebuild.js';
 import { deleteKeysWithPrefix, latestByKey, produce, readUntil, setupTopics, testConfig, waitFor } from '../support/harness.js';
 import { ODDLY_SPELLED_REJECTED_URLS } from '../support/urls.js';
@@ -59,9 +58,7 @@ async function start(config: Config, which: Array<'caption' | 'enrich'> = ['capt
  * published before it: a positive signal that "nothing more follows", instead of a sleep.
  */
 function markerFor(pinId: string, partitions: number): string {
-  const partitionMetadata = Array.from({ length: partitions }, (_, i) => ({ partitionErrorCode: 0, partitionId: i, leader: 0, replicas: [0], isr: [0], offlineReplicas: [] }));
-  const partition = (key: string) => PARTITIONER()({ topic: 'pins.enriched', partitionMetadata, message: { key, value: null } });
-  for (let i = 0; ; i++) if (partition(`marker-${i}`) === partition(pinId)) return `marker-${i}`;
+  for (let i = 0; ; i++) if (partitionOf(`marker-${i}`, partitions) === partitionOf(pinId, partitions)) return `marker-${i}`;
 }
 
 /**
@@ -69,8 +66,7 @@ function markerFor(pinId: string, partitions: number): string {
  * compressed with `codec`: another client than kafkajs, as producers outside pinrich are.
  */
 async function javaProduce(config: Config, topic: string, codec: string, records: Array<{ key: string; value: unknown }>): Promise<void> {
-  const cacheRoot = process.env.PINRICH_CACHE_DIR || join(homedir(), '.cache', 'pinrich');
-  const libs = kafkaJarsLocation(join(import.meta.dirname, '..', '..', 'deploy', 'kafka', 'pom.xml'), cacheRoot).libsDir;
+  const libs = kafkaJarsLocation(join(import.meta.dirname, '..', '..', 'deploy', 'kafka', 'pom.xml'), llamaCacheRoot()).libsDir;
   const args = ['-Xmx256m', '-cp', `${libs}/*`, 'org.apache.kafka.tools.ConsoleProducer', '--bootstrap-server', config.kafkaBrokers.join(','), '--topic', topic];
   args.push('--compression-codec', codec, '--property', 'parse.key=true', '--property', 'key.separator=\t', '--producer-property', 'linger.ms=200');
   const child = spawn('java', args, { stdio: ['pipe', 'ignore', 'pipe'] });

@@ -1,7 +1,7 @@
 /**
  * Compressed record batches written by other producers. kafkajs 2.2.4 decodes gzip itself and
- * nothing else: a snappy, lz4 or zstd batch made its consumer crash (KafkaJSNotImplemented), and
- * the worker could never get past it. Those are common: franz-go (and so rpk) compresses with
+ * nothing else: its consumer crashed on a snappy, lz4 or zstd batch (kafkajs has no codec of its
+ * own for them), and the worker could never get past it. Those are common: franz-go (and so rpk) compresses with
  * snappy by default, and Java producers are often set to lz4 or zstd. Registered
  * here once, in pure JavaScript (no native build):
  * - snappy: kafkajs-snappy (by kafkajs' author): raw snappy and the xerial framing Java writes;

@@ -90,7 +90,6 @@ for g = 1, nG do
   local deleted = f[1] == '1'
   local etime = tonumber(f[2] or '-1')
   local engagements = tonumber(f[3] or '0')
-  local eng0 = engagements
   local gen = tonumber(f[4] or '0')
   local changed = false
   for _ = 1, nOps do
@@ -105,7 +104,6 @@ for g = 1, nG do
           redis.call('DEL', kb, kq, kn)
           deleted = true
           engagements = 0
-          eng0 = -1 -- written below, whatever the count is then
         else
           redis.call('HSET', h, 'pin', A[a + 3], 'etime', A[a + 1], 'deleted', '0')
           deleted = false
@@ -153,8 +151,7 @@ for g = 1, nG do
     end
   end
   if changed then
-    if engagements ~= eng0 then redis.call('HSET', h, 'gen', gen + 1, 'engagements', engagements)
-    else redis.call('HSET', h, 'gen', gen + 1) end
+    redis.call('HSET', h, 'gen', gen + 1, 'engagements', engagements)
     changedPins[#changedPins + 1] = now
     changedPins[#changedPins + 1] = pinId
   end
