@@ -3,7 +3,7 @@
  * a stage batches of raw records, publishes what the stage returns, runs the stage's `commit`
  * once those records are durable on Kafka, and only then commits the consumed offsets.
  */
-import type { KafkaMessage } from 'kafkajs';
+import type { IHeaders, KafkaMessage } from 'kafkajs';
 import type { DeadLetterCode } from '../../schemas/dead-letter.js';
 import type { OutMessage, PartitionedPublisher } from '../adapters/kafka/client.js';
 import type { WorkerName } from '../workers.js';
@@ -20,11 +20,13 @@ export interface InRecord {
   value: Buffer | null;
   /** Broker/producer timestamp, ms since epoch. */
   timestamp: number;
+  /** The record's headers as its producer wrote them (values as bytes); absent when it has none. */
+  headers?: IHeaders;
 }
 
 /** A consumed kafkajs message as the stages see it. */
 export function inRecordOf(topic: string, partition: number, m: KafkaMessage): InRecord {
-  return { topic, partition, offset: m.offset, key: m.key === null ? null : m.key.toString('utf8'), value: m.value, timestamp: Number(m.timestamp) };
+  return { topic, partition, offset: m.offset, key: m.key === null ? null : m.key.toString('utf8'), value: m.value, timestamp: Number(m.timestamp), ...(m.headers && Object.keys(m.headers).length > 0 ? { headers: m.headers } : {}) };
 }
 
 /** A record the stage gives up on: it goes to `<topic>.dlq` with the raw bytes. */

@@ -273,10 +273,11 @@ describe('enrich worker', () => {
     const pin = 'pin-sent-on';
     const home = partitionOf(pin, config.topicPartitions);
     const away = (home + 1) % config.topicPartitions; // as a producer hashing keys otherwise (librdkafka's CRC32) would put them
+    const sentAt = Date.now() - 3_600_000; // the producer's timestamp of one record: its copy keeps it
     // The pin event, one save and a duplicated click arrive away from the pin's partition, one save at home.
     await produce(config, t.pinEvents, [{ key: pin, value: pinEvent(pin), partition: away }]);
     await produce(config, t.engagement, [
-      { key: pin, value: save('so-1', pin, 'Desserts'), partition: away },
+      { key: pin, value: save('so-1', pin, 'Desserts'), partition: away, headers: { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' }, timestamp: String(sentAt) },
       { key: pin, value: save('so-2', pin, 'Desserts'), partition: home },
       { key: pin, value: click('so-3', pin, 'tarte'), partition: away },
       { key: pin, value: click('so-3', pin, 'tarte'), partition: away }, // a duplicate, also away
@@ -295,6 +296,10 @@ describe('enrich worker', () => {
       // The copies are on the pin's partition of each input topic.
       const sentOn = (await readUntil(config, t.engagement, (r) => r.filter((m) => m.partition === home).length >= 4)).filter((m) => m.partition === home);
       expect(new Set(sentOn.map((m) => JSON.parse(m.value!).event_id))).toEqual(new Set(['so-1', 'so-2', 'so-3']));
+      // A copy keeps its original's headers and timestamp.
+      const copied = sentOn.find((m) => JSON.parse(m.value!).event_id === 'so-1')!;
+      expect(copied.headers).toEqual({ traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' });
+      expect(copied.timestamp).toBe(String(sentAt));
     } finally {
       await app.stop();
     }

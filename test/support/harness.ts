@@ -109,6 +109,7 @@ export interface Rec {
   partition: number;
   offset: string;
   headers: Record<string, string>;
+  timestamp: string;
 }
 
 /**
@@ -120,7 +121,7 @@ export interface Rec {
  * deduplicates.
  */
 /** `partition`: write there, as a producer partitioning otherwise than pinrich would; absent: by key. */
-export async function produce(config: Config, topic: string, records: Array<{ key: string; value: unknown; partition?: number }>): Promise<void> {
+export async function produce(config: Config, topic: string, records: Array<{ key: string; value: unknown; partition?: number; headers?: Record<string, string>; timestamp?: string }>): Promise<void> {
   const producer = createProducer(testKafka(config), { idempotent: true, maxInFlightRequests: 1 });
   await producer.connect();
   try {
@@ -132,6 +133,8 @@ export async function produce(config: Config, topic: string, records: Array<{ ke
           key: r.key,
           value: r.value === null ? null : typeof r.value === 'string' || Buffer.isBuffer(r.value) ? r.value : JSON.stringify(r.value),
           ...(r.partition === undefined ? {} : { partition: r.partition }),
+          ...(r.headers === undefined ? {} : { headers: r.headers }),
+          ...(r.timestamp === undefined ? {} : { timestamp: r.timestamp }),
         })),
       });
     }
@@ -157,6 +160,7 @@ export async function readUntil(config: Config, topic: string, done: (records: R
     partition,
     offset: m.offset,
     headers: Object.fromEntries(Object.entries(m.headers ?? {}).map(([k, v]) => [k, String(v)])),
+    timestamp: m.timestamp,
   });
   if (onPosition) {
     // After every batch, also one of only commit markers or aborted records (eachBatch never sees those).

@@ -3,7 +3,7 @@
  * narrow `Publisher` port and the consume loop in runtime/worker.ts.
  */
 import { readFileSync } from 'node:fs';
-import { Kafka, logLevel, type KafkaConfig, type Message, type Producer, type ProducerConfig, type SASLOptions, CompressionTypes } from 'kafkajs';
+import { Kafka, logLevel, type KafkaConfig, type Message, type Producer, type ProducerConfig, type SASLOptions, type IHeaders, CompressionTypes } from 'kafkajs';
 import type { Config } from '../../config.js';
 import type { Logger } from '../../runtime/log.js';
 import './codecs.js'; // snappy, lz4 and zstd batches of other producers: registered with kafkajs once
@@ -55,7 +55,9 @@ export interface OutMessage {
   topic: string;
   key: string;
   value: string | Buffer | null;
-  headers?: Record<string, string>;
+  headers?: IHeaders;
+  /** The record's timestamp (ms since epoch, as a string); absent: the producer's clock. */
+  timestamp?: string;
   /**
    * The input partition whose owner publishes this record (the enrich documents and pairs): it
    * goes out in that partition's transaction ({@link PartitionedPublisher}), so an instance that
@@ -214,13 +216,20 @@ export function createPartitionedPublisher(kafka: Kafka, transactionalIdPrefix: 
   };
 }
 
+/** Bytes of a record's header keys and values (string lengths as a near bound). */
+function headerBytes(headers: IHeaders | undefined): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(headers ?? {})) for (const x of Array.isArray(v) ? v : [v]) n += k.length + (x?.length ?? 0);
+  return n;
+}
+
 /** Messages grouped by topic, in requests of at most {@link MAX_REQUEST_BYTES} of keys and values. */
 function requestChunks(messages: OutMessage[]): Array<Map<string, Message[]>> {
   const out: Array<Map<string, Message[]>> = [];
   let byTopic = new Map<string, Message[]>();
   let bytes = 0;
   for (const m of messages) {
-    const size = (m.value === null ? 0 : m.value.length) + m.key.length;
+    const size = (m.value === null ? 0 : m.value.length) + m.key.length + headerBytes(m.headers);
     if (bytes > 0 && bytes + size > MAX_REQUEST_BYTES) {
       out.push(byTopic);
       byTopic = new Map();
@@ -229,7 +238,7 @@ function requestChunks(messages: OutMessage[]): Array<Map<string, Message[]>> {
     bytes += size;
     let list = byTopic.get(m.topic);
     if (!list) byTopic.set(m.topic, (list = []));
-    list.push({ key: m.key, value: m.value, headers: m.headers, ...(m.partition === undefined ? {} : { partition: m.partition }) });
+    list.push({ key: m.key, value: m.value, headers: m.headers, ...(m.partition === undefined ? {} : { partition: m.partition }), ...(m.timestamp === undefined ? {} : { timestamp: m.timestamp }) });
   }
   if (byTopic.size > 0) out.push(byTopic);
   return out;

@@ -342,7 +342,10 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       if (partitions === undefined) return false;
       const home = partitionOf(pinId, partitions);
       if (home === partition) return false;
-      outputs.push({ topic, key: pinId, value: record.value, partition: home });
+      // The copy keeps what its producer gave the record besides the key: its headers (a trace
+      // context, a schema id) and its timestamp (retention and time-based lookups see the
+      // original time), as a Kafka Streams repartition topic does.
+      outputs.push({ topic, key: pinId, value: record.value, partition: home, ...(record.timestamp >= 0 ? { timestamp: String(record.timestamp) } : {}), ...(record.headers ? { headers: record.headers } : {}) });
       stats.rerouted++;
       return true;
     };
