@@ -20,13 +20,13 @@ export interface InRecord {
   value: Buffer | null;
   /** Broker/producer timestamp, ms since epoch. */
   timestamp: number;
-  /** The record's headers as its producer wrote them (values as bytes); absent when it has none. */
+  /** The record's headers as its producer wrote them (values as bytes; kafkajs' object, not a copy). */
   headers?: IHeaders;
 }
 
 /** A consumed kafkajs message as the stages see it. */
 export function inRecordOf(topic: string, partition: number, m: KafkaMessage): InRecord {
-  return { topic, partition, offset: m.offset, key: m.key === null ? null : m.key.toString('utf8'), value: m.value, timestamp: Number(m.timestamp), ...(m.headers && Object.keys(m.headers).length > 0 ? { headers: m.headers } : {}) };
+  return { topic, partition, offset: m.offset, key: m.key === null ? null : m.key.toString('utf8'), value: m.value, timestamp: Number(m.timestamp), headers: m.headers };
 }
 
 /** A record the stage gives up on: it goes to `<topic>.dlq` with the raw bytes. */

@@ -218,12 +218,13 @@ export function createPartitionedPublisher(kafka: Kafka, transactionalIdPrefix: 
 
 /** Bytes of a record's header keys and values (string lengths as a near bound). */
 function headerBytes(headers: IHeaders | undefined): number {
+  if (!headers) return 0; // documents and pairs have none: nothing allocated per record
   let n = 0;
-  for (const [k, v] of Object.entries(headers ?? {})) for (const x of Array.isArray(v) ? v : [v]) n += k.length + (x?.length ?? 0);
+  for (const [k, v] of Object.entries(headers)) for (const x of Array.isArray(v) ? v : [v]) n += k.length + (x?.length ?? 0);
   return n;
 }
 
-/** Messages grouped by topic, in requests of at most {@link MAX_REQUEST_BYTES} of keys and values. */
+/** Messages grouped by topic, in requests of at most {@link MAX_REQUEST_BYTES} of keys, values and headers. */
 function requestChunks(messages: OutMessage[]): Array<Map<string, Message[]>> {
   const out: Array<Map<string, Message[]>> = [];
   let byTopic = new Map<string, Message[]>();

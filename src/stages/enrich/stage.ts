@@ -345,7 +345,7 @@ export function createEnrichStage(deps: EnrichStageDeps): Stage & { stats(): Enr
       // The copy keeps what its producer gave the record besides the key: its headers (a trace
       // context, a schema id) and its timestamp (retention and time-based lookups see the
       // original time), as a Kafka Streams repartition topic does.
-      outputs.push({ topic, key: pinId, value: record.value, partition: home, ...(record.timestamp >= 0 ? { timestamp: String(record.timestamp) } : {}), ...(record.headers ? { headers: record.headers } : {}) });
+      outputs.push({ topic, key: pinId, value: record.value, partition: home, headers: record.headers, ...(record.timestamp >= 0 ? { timestamp: String(record.timestamp) } : {}) });
       stats.rerouted++;
       return true;
     };
