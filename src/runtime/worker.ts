@@ -312,8 +312,16 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     const tick = stage.tick.bind(stage);
     const ctx: StageContext = { signal: abort.signal, heartbeat: async () => {} };
     let moreDue = false;
+    let lastStart = -Infinity;
+    const tickMs = opts.tickMs ?? 250;
     const loop = () => {
+      // The period runs from one tick's start to the next, so a tick that took long (a busy
+      // tick's publish and commit) is not followed by a whole period more of waiting: records that
+      // came due meanwhile wait at most one period. A tick longer than the period is followed at
+      // once (still through the timer queue, so fetched batches are handled in between).
+      const delay = moreDue ? 0 : Math.max(0, tickMs - (performance.now() - lastStart));
       tickTimer = setTimeout(() => {
+        lastStart = performance.now();
         ticking = (async () => {
           moreDue = false;
           try {
@@ -328,7 +336,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
           ticking = undefined;
           if (!abort.signal.aborted && !ticksStopped) loop();
         });
-      }, moreDue ? 0 : (opts.tickMs ?? 250)); // work left due: the next tick now (StageResult.moreDue)
+      }, delay); // work left due: the next tick now (StageResult.moreDue)
     };
     loop();
   }
