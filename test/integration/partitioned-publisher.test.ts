@@ -71,6 +71,30 @@ describe.skipIf(!inject('stack'))('partitioned publisher (Kafka transactions per
       await frozen.disconnect();
     }
   });
+
+  it('finds its transaction coordinator once, not before each request of every transaction', async () => {
+    const kafka = testKafka(config);
+    const requests: string[] = [];
+    const counting = {
+      ...kafka,
+      producer: (cfg) => {
+        const producer: Producer = kafka.producer(cfg);
+        producer.on(producer.events.REQUEST, (e) => requests.push(e.payload.apiName));
+        return producer;
+      },
+    } as Kafka;
+    const p = createPartitionedPublisher(counting, `${config.topicPrefix}fence-coord-p`);
+    open.push(p);
+    await p.claim(0);
+    const claimed = requests.length;
+    for (let i = 0; i < 5; i++) expect(await p.publish(0, [msg(`coordinator ${i}`)])).toBe('published');
+    const during = requests.slice(claimed);
+    // Each transaction: AddPartitionsToTxn, Produce, EndTxn (kafkajs alone looks the coordinator
+    // up again before AddPartitionsToTxn and before EndTxn: 10 FindCoordinator requests here).
+    expect(during.filter((a) => a === 'EndTxn')).toHaveLength(5);
+    expect(during.filter((a) => a === 'GroupCoordinator')).toEqual([]);
+    expect(requests.slice(0, claimed)).toContain('GroupCoordinator'); // found once, for InitProducerId
+  });
 });
 
 /**

@@ -7,6 +7,7 @@ import { Kafka, logLevel, type KafkaConfig, type Message, type Producer, type Pr
 import type { Config } from '../../config.js';
 import type { Logger } from '../../runtime/log.js';
 import './codecs.js'; // snappy, lz4 and zstd batches of other producers: registered with kafkajs once
+import './transaction-coordinator.js'; // one FindCoordinator per transactional id, not two per transaction
 import { PARTITIONER } from './partitioner.js';
 import { untilKafkaAnswers } from './transient.js';
 
