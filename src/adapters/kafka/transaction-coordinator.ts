@@ -6,44 +6,49 @@
  * The Java producer finds its coordinator once and asks again only when the coordinator
  * answered NOT_COORDINATOR or went away.
  *
- * Here the answer (the coordinator's node id) is kept per kafkajs cluster (one per producer)
- * and transactional id, for at most {@link KEEP_MS}. The broker connection itself is still
- * taken through kafkajs' `findBroker`, which connects when needed. A coordinator that moved
- * fails the next request of the transaction; pinrich's partitioned publisher then replaces the
- * producer, whose new cluster starts with nothing cached (adapters/kafka/client.ts). Lookups of
- * consumer group coordinators go through as before (kafkajs' consumer keeps its own).
+ * Here the coordinator found for a transactional id is kept per kafkajs cluster (one per
+ * producer), for at most {@link KEEP_MS}, and the next lookup takes its broker through kafkajs'
+ * `findBroker` (which connects when needed). When that fails (the broker left the metadata or
+ * refuses connections) the entry is dropped and kafkajs looks the coordinator up as before. A
+ * coordinator that moved to another live broker fails the transaction's next request instead;
+ * pinrich's partitioned publisher then replaces the producer, whose new cluster starts with
+ * nothing kept (adapters/kafka/client.ts). Consumer group lookups go through unchanged (kafkajs'
+ * consumer keeps its coordinator itself).
  */
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 
-interface CoordinatorMetadata {
-  coordinator: { nodeId: number };
+interface ClusterLike {
+  findGroupCoordinator(args: { groupId: string; coordinatorType?: number }): Promise<{ nodeId: number }>;
+  findBroker(args: { nodeId: number }): Promise<{ nodeId: number }>;
 }
-type Lookup = (this: object, args: { groupId: string; coordinatorType?: number }) => Promise<CoordinatorMetadata>;
 
 /** FindCoordinator's key type of a transaction coordinator (0 is a consumer group's). */
 const TRANSACTION = 1;
 /** How long a found coordinator is used without asking again. */
 export const KEEP_MS = 60_000;
 
-const found = new WeakMap<object, Map<string, { metadata: Promise<CoordinatorMetadata>; at: number }>>();
+const kept = new WeakMap<object, Map<string, { nodeId: number; at: number }>>();
 
-// kafkajs' internal cluster class: the version is pinned in package-lock.json, and the unit test
-// of this module fails if the method is renamed or no longer used for transactions.
-const Cluster = require('kafkajs/src/cluster/index.js') as { prototype: { findGroupCoordinatorMetadata: Lookup } };
-const lookUp = Cluster.prototype.findGroupCoordinatorMetadata;
+// kafkajs' internal cluster class: the version is pinned in package-lock.json, and the tests of
+// this module (unit and integration) fail if the method is renamed or no longer used for transactions.
+const Cluster = require('kafkajs/src/cluster/index.js') as { prototype: ClusterLike };
+const lookUp = Cluster.prototype.findGroupCoordinator;
 
-Cluster.prototype.findGroupCoordinatorMetadata = function (this: object, args) {
+Cluster.prototype.findGroupCoordinator = async function (this: ClusterLike, args) {
   if (args.coordinatorType !== TRANSACTION) return lookUp.call(this, args);
-  let byId = found.get(this);
-  if (!byId) found.set(this, (byId = new Map()));
-  const kept = byId.get(args.groupId);
-  if (kept && Date.now() - kept.at < KEEP_MS) return kept.metadata;
-  const metadata = lookUp.call(this, args);
-  const entry = { metadata, at: Date.now() };
-  byId.set(args.groupId, entry);
-  // A failed lookup is not kept: the next call asks again.
-  metadata.catch(() => (byId.get(args.groupId) === entry ? byId.delete(args.groupId) : undefined));
-  return metadata;
+  let byId = kept.get(this);
+  if (!byId) kept.set(this, (byId = new Map()));
+  const k = byId.get(args.groupId);
+  if (k && Date.now() - k.at < KEEP_MS) {
+    try {
+      return await this.findBroker({ nodeId: k.nodeId });
+    } catch {
+      byId.delete(args.groupId); // gone from the metadata, or unreachable: look it up again
+    }
+  }
+  const broker = await lookUp.call(this, args); // a failed lookup keeps nothing
+  byId.set(args.groupId, { nodeId: broker.nodeId, at: Date.now() });
+  return broker;
 };
