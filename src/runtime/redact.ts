@@ -25,8 +25,10 @@ export function createRedactor(secrets: readonly string[]): Redactor {
 }
 
 /**
- * A publisher that redacts string values and headers before they reach Kafka. Buffer values
- * (raw input bytes) pass unchanged: they are what upstream sent, not text pinrich produced.
+ * A publisher that redacts string values before they reach Kafka. Buffer values (raw input
+ * bytes) and headers pass unchanged: they are what upstream sent (a sent-on record keeps its
+ * producer's headers) or pinrich's own fixed words (a dead letter's `pinrich-error-code`), never
+ * text that could carry a secret.
  */
 export function redactingPublisher(inner: Publisher, redact: Redactor): Publisher {
   return {
