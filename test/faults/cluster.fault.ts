@@ -164,6 +164,10 @@ describe('fault suite on a Redis Cluster: enrich scaled out, compared with a cle
     let fleetRef: Fleet | undefined;
     try {
       const run = await runPipeline(clusterEnv(), input, {
+        // Engagement keeps arriving through the freeze: the other owner must have later records of
+        // the zombie's partitions to publish while it is frozen (with the default 6 s, a slow
+        // machine's two new instances joined after the input had ended: nothing to move on to).
+        engagementSpreadMs: 24_000,
         phase1: async ({ config, fleet }) => {
           fleetRef = fleet;
           fleet.add('enrich', 'y');

@@ -431,6 +431,12 @@ export interface RunHooks {
   /** Runs concurrently with phase 1 production (pins + engagement) until it resolves. */
   phase1?: (ctx: { config: Config; fleet: Fleet }) => Promise<void>;
   phase2?: (ctx: { config: Config; fleet: Fleet }) => Promise<void>;
+  /**
+   * How long phase 1's engagement is spread over (default 6 s). A fault that needs records still
+   * arriving after it struck (a zombie's partitions must get later records meanwhile) asks for
+   * longer: on a slow machine the workers it starts can take most of 6 s just to join.
+   */
+  engagementSpreadMs?: number;
 }
 
 /**
@@ -449,7 +455,7 @@ export async function runPipeline(env: Record<string, string>, input: Input, hoo
     await Promise.all([
       (async () => {
         await produceSpread(config, t.pinEvents, input.pinEvents, 4, 2_000);
-        await produceSpread(config, t.engagement, input.engagement, 10, 6_000);
+        await produceSpread(config, t.engagement, input.engagement, 10, hooks.engagementSpreadMs ?? 6_000);
       })(),
       hooks.phase1?.({ config, fleet }),
     ]);
