@@ -312,13 +312,14 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
     const tick = stage.tick.bind(stage);
     const ctx: StageContext = { signal: abort.signal, heartbeat: async () => {} };
     let moreDue = false;
-    let lastStart = -Infinity;
     const tickMs = opts.tickMs ?? 250;
+    let lastStart = performance.now(); // the first tick one period after the start, as before
     const loop = () => {
       // The period runs from one tick's start to the next, so a tick that took long (a busy
       // tick's publish and commit) is not followed by a whole period more of waiting: records that
       // came due meanwhile wait at most one period. A tick longer than the period is followed at
       // once (still through the timer queue, so fetched batches are handled in between).
+      // Work left due (StageResult.moreDue): the next tick now.
       const delay = moreDue ? 0 : Math.max(0, tickMs - (performance.now() - lastStart));
       tickTimer = setTimeout(() => {
         lastStart = performance.now();
@@ -336,7 +337,7 @@ export async function startWorker(opts: WorkerOptions): Promise<Worker> {
           ticking = undefined;
           if (!abort.signal.aborted && !ticksStopped) loop();
         });
-      }, delay); // work left due: the next tick now (StageResult.moreDue)
+      }, delay);
     };
     loop();
   }
